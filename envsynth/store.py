@@ -322,6 +322,13 @@ class Store:
             q = q.where(_Task.family == family) if family else q
             return list(s.scalars(q))
 
+    def integrity_passed_ids(self, dataset: str) -> list[str]:
+        """Tasks that passed integrity: accepted, or cut later by the pass@k filter."""
+        with Session(self.engine) as s:
+            q = select(_Task.id).where(_Task.dataset == dataset).where(
+                _Task.accepted.is_(True) | (_Task.rejection == "passk_zero")).order_by(_Task.id)
+            return list(s.scalars(q))
+
     def iter_tasks(self, dataset: str | None = None, accepted: bool | None = True,
                    batch: int = 500) -> Iterator[Task]:
         """Tasks in id order, read in batches so a large dataset never sits in memory at once."""
