@@ -192,10 +192,15 @@ class Store:
             for row in rows:
                 session.merge(table(**row))
 
-    def ensure_dataset(self, name: str, kind: str, config: dict[str, Any]) -> None:
+    def ensure_dataset(self, name: str, kind: str, config: dict[str, Any],
+                       overwrite: bool = True) -> None:
+        """Record a dataset; with `overwrite=False` an existing record is left as it is."""
         with self._session() as s:
-            self._upsert(s, _Dataset, [{"name": name, "kind": kind, "config": _dumps(config),
-                                        "created_at": time.time()}])
+            existing = s.get(_Dataset, name)
+            if existing is None:
+                s.add(_Dataset(name=name, kind=kind, config=_dumps(config), created_at=time.time()))
+            elif overwrite:
+                existing.kind, existing.config = kind, _dumps(config)
 
     def start_run(self, run_id: str, pipeline: str, dataset: str, config: dict[str, Any]) -> None:
         """Record a run as running; a re-run of the same config reuses its id and chunks."""

@@ -1,0 +1,303 @@
+"""The `envsynth` command line. Commands load the other packages lazily, by name."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from pydantic import ValidationError
+
+from envsynth.errors import ConfigError, EnvsynthError
+
+app = typer.Typer(help="Synthesize verified agent tasks, step them as Gymnasium environments, "
+                       "audit them.", no_args_is_help=True, pretty_exceptions_enable=False)
+generate_app = typer.Typer(help="Run a pipeline that generates a verified task dataset.",
+                           no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks: each prints its baseline measured in the same run.",
+                        no_args_is_help=True)
+app.add_typer(generate_app, name="generate")
+app.add_typer(bench_app, name="bench")
+console = Console(stderr=True)
+out = Console()
+
+DbOpt = Annotated[str | None, typer.Option("--db", help="SQLite path or SQLAlchemy URL "
+                                           "(default: $ENVSYNTH_DB or ./envsynth.db)")]
+DatasetOpt = Annotated[str, typer.Option("--dataset", help="dataset name")]
+PolicyArgOpt = Annotated[list[str] | None, typer.Option(
+    "--policy-arg", help="backend option KEY=VALUE (repeatable), e.g. base_url=http://127.0.0.1:8000/v1")]
+
+
+def _policy_args(pairs: list[str] | None) -> dict[str, Any]:
+    args: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--policy-arg needs KEY=VALUE, got {pair!r}")
+        try:
+            args[key] = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            args[key] = value
+    return args
+
+
+@contextmanager
+def _progress() -> Iterator[Any]:
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=False) as bar:
+        tasks: dict[str, Any] = {}
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        yield update
+
+
+def _store(db: str | None) -> Any:
+    from envsynth.store import Store
+
+    return Store(db)
+
+
+@generate_app.command("general")
+def generate_general(
+    db: DbOpt = None,
+    dataset: DatasetOpt = "general",
+    envs: Annotated[int, typer.Option(help="number of environments")] = 1850,
+    seed: Annotated[int, typer.Option(help="base seed; environment i uses seed + i")] = 0,
+    families: Annotated[str | None, typer.Option(help="comma-separated family names (default: all)")] = None,
+    config: Annotated[Path | None, typer.Option(help="JSON file of per-family config overrides")] = None,
+    workers: Annotated[int | None, typer.Option(help="worker processes (default: CPU count)")] = None,
+    filter_policy: Annotated[str | None, typer.Option(
+        help="policy of the pass@k filter stage (default: bundled when present, else the stage is skipped)")] = None,
+    filter_k: Annotated[int, typer.Option(help="k of the pass@k filter")] = 100,
+    policy_arg: PolicyArgOpt = None,
+) -> None:
+    """Generate the general-agent dataset: synthesized environments, integrity-checked tasks."""
+    from envsynth.policy import bundled_available
+    from pipelines.general.pipeline import GeneralConfig, run_general
+    from pipelines.passk_filter import PassKConfig
+
+    overrides = {}
+    if config is not None:
+        try:
+            overrides = orjson.loads(config.read_bytes())
+        except (OSError, orjson.JSONDecodeError) as e:
+            raise ConfigError(f"cannot read the config overrides {config}: {e}") from None
+    policy = filter_policy or ("bundled" if bundled_available() else None)
+    passk = PassKConfig(policy=policy, k=filter_k, policy_args=_policy_args(policy_arg)) if policy else None
+    cfg = GeneralConfig(dataset=dataset, envs=envs, seed=seed, overrides=overrides, passk=passk,
+                        families=families.split(",") if families else None,
+                        **({"workers": workers} if workers else {}))
+    store = _store(db)
+    with _progress() as progress:
+        run_id = run_general(cfg, store, progress)
+    envs_n, toolsets = store.count_environments(dataset)
+    table = Table(title=f"run {run_id}")
+    for col in ("stage", "in", "out", "rejections"):
+        table.add_column(col)
+    for r in store.run_reports(run_id):
+        table.add_row(r.stage, str(r.items_in), str(r.items_out),
+                      ", ".join(f"{k}: {v}" for k, v in r.rejections.items()) or "–")
+    out.print(table)
+    out.print(f"{store.count_tasks(dataset)} accepted tasks, {envs_n} environments, "
+              f"{toolsets} toolsets in {store.url}")
+
+
+@app.command("export")
+def export_cmd(
+    out_path: Annotated[Path, typer.Option("--out", help="output file")],
+    db: DbOpt = None,
+    fmt: Annotated[str, typer.Option("--format", help="jsonl or parquet")] = "jsonl",
+    dataset: Annotated[str | None, typer.Option(help="dataset (default: all)")] = None,
+) -> None:
+    """Export accepted tasks, one row per task."""
+    from envsynth.export import export
+
+    n = export(_store(db), out_path, fmt, dataset)  # type: ignore[arg-type]
+    out.print(f"wrote {n} tasks to {out_path}")
+
+
+@app.command("import")
+def import_cmd(
+    path: Annotated[Path, typer.Argument(help="a JSONL file written by `envsynth export`")],
+    db: DbOpt = None,
+    dataset: Annotated[str | None, typer.Option(help="store under this dataset name")] = None,
+) -> None:
+    """Import exported JSONL; a file with any bad line imports nothing."""
+    from envsynth.export import import_jsonl
+
+    n = import_jsonl(_store(db), path, dataset)
+    out.print(f"imported {n} tasks from {path}")
+
+
+@app.command("card")
+def card_cmd(
+    db: DbOpt = None,
+    dataset: DatasetOpt = "general",
+    out_path: Annotated[Path | None, typer.Option("--out", help="default data_cards/<dataset>.md")] = None,
+) -> None:
+    """Write the dataset's data card (HF YAML header, config, yields, pass@k, licenses)."""
+    from envsynth.card import write_card
+
+    path = write_card(_store(db), dataset, out_path or Path("data_cards") / f"{dataset}.md")
+    out.print(f"wrote {path}")
+
+
+@app.command("audit")
+def audit_cmd(
+    db: DbOpt = None,
+    dataset: DatasetOpt = "general",
+    policy: Annotated[str | None, typer.Option(help="default: bundled when present, else random")] = None,
+    policy_arg: PolicyArgOpt = None,
+    samples: Annotated[int, typer.Option(help="episodes per task (n of pass@k)")] = 8,
+    per_family: Annotated[int | None, typer.Option(help="audit this many random tasks per family")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="report directory")] = Path("reports"),
+) -> None:
+    """Audit pass@k: a markdown table per family and a PNG plot."""
+    from envsynth.audit import plot, render_markdown, run_audit
+    from envsynth.policy import bundled_available, make_policy
+
+    name = policy or ("bundled" if bundled_available() else "random")
+    pol = make_policy(name, **_policy_args(policy_arg))
+    store = _store(db)
+    with _progress() as progress:
+        report = run_audit(store, dataset, pol, samples, per_family=per_family,
+                           progress=lambda d, t: progress("audit", d, t))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md = out_dir / f"audit-{dataset}.md"
+    md.write_text(render_markdown(report) + f"\n![pass@k](audit-{dataset}.png)\n")
+    png = plot(report, out_dir / f"audit-{dataset}.png")
+    out.print(render_markdown(report))
+    out.print(f"wrote {md} and {png}")
+
+
+@app.command("list")
+def list_cmd(
+    what: Annotated[str, typer.Argument(help="datasets, tasks, families, runs or policies")] = "datasets",
+    db: DbOpt = None,
+    dataset: Annotated[str | None, typer.Option(help="for tasks and runs")] = None,
+    limit: Annotated[int, typer.Option(help="for tasks")] = 20,
+) -> None:
+    """List what the store (or the registries) hold."""
+    table = Table()
+    if what == "families":
+        from pipelines.general.family import load_families
+
+        for col in ("family", "variants", "tools", "summary"):
+            table.add_column(col)
+        for name, fam in load_families().items():
+            table.add_row(name, str(len(fam.variants)), str(len(fam.tools)), fam.summary)
+    elif what == "policies":
+        from envsynth.policy.base import POLICIES, _load_backends
+
+        _load_backends()
+        table.add_column("policy")
+        for name in POLICIES:
+            table.add_row(name)
+    elif what == "datasets":
+        for col in ("dataset", "kind", "accepted", "rejected"):
+            table.add_column(col)
+        for d in _store(db).datasets():
+            table.add_row(d["name"], d["kind"], str(d["accepted"]), str(d["rejected"]))
+    elif what == "tasks":
+        store = _store(db)
+        for col in ("id", "family", "instruction"):
+            table.add_column(col)
+        for tid in store.task_ids(dataset=dataset)[:limit]:
+            t = store.task(tid)
+            table.add_row(t.id, t.family, t.instruction[:90])
+    elif what == "runs":
+        for col in ("run", "pipeline", "dataset", "status"):
+            table.add_column(col)
+        for r in _store(db).runs(dataset):
+            table.add_row(r["id"], r["pipeline"], r["dataset"], r["status"])
+    else:
+        raise ConfigError(f"cannot list {what!r}; choose datasets, tasks, families, runs or policies")
+    out.print(table)
+
+
+@app.command("show")
+def show_cmd(
+    item_id: Annotated[str, typer.Argument(help="a task id (t-…) or trajectory id (tr-…)")],
+    db: DbOpt = None,
+) -> None:
+    """Show one task (with its integrity checks) or one trajectory as JSON."""
+    store = _store(db)
+    if item_id.startswith("tr-"):
+        out.print_json(store.trajectory(item_id).model_dump_json())
+        return
+    task = store.task(item_id)
+    data = task.model_dump(mode="json")
+    data["integrity_checks"] = [c.model_dump() for c in store.checks(item_id)]
+    out.print_json(orjson.dumps(data).decode())
+
+
+@app.command("rollout")
+def rollout_cmd(
+    env: Annotated[str, typer.Option(help="Gymnasium id")] = "envsynth/General-v0",
+    policy: Annotated[str, typer.Option(help="policy backend")] = "random",
+    policy_arg: PolicyArgOpt = None,
+    episodes: Annotated[int, typer.Option(help="number of episodes")] = 10,
+    db: DbOpt = None,
+    dataset: DatasetOpt = "general",
+    seed: Annotated[int, typer.Option(help="episode i resets with seed + i")] = 0,
+    max_turns: Annotated[int, typer.Option(help="turn budget per episode")] = 30,
+) -> None:
+    """Step an environment with a policy and store the trajectories."""
+    from envsynth.policy import make_policy
+    from envsynth.rollout import EpisodeSpec, rollout
+
+    store = _store(db)
+    pol = make_policy(policy, **_policy_args(policy_arg))
+    specs = [EpisodeSpec({"dataset": dataset, "db": store.url, "max_turns": max_turns}, seed=seed + i)
+             for i in range(episodes)]
+    trajectories = rollout(env, pol, specs)
+    store.put_trajectories(trajectories)
+    table = Table(title=f"{episodes} episodes of {env} with {policy}")
+    for col in ("trajectory", "task", "turns", "reward", "reason"):
+        table.add_column(col)
+    for t in trajectories:
+        v = t.verdict
+        table.add_row(t.id, t.task_id, str(sum(m.role == "assistant" for m in t.messages)),
+                      f"{v.reward:.2f}" if v else "–", (v.reason if v else "")[:50])
+    out.print(table)
+    mean = sum(t.verdict.reward for t in trajectories if t.verdict) / max(len(trajectories), 1)
+    out.print(f"mean reward {mean:.3f}; stored {len(trajectories)} trajectories in {store.url}")
+
+
+@bench_app.command("synthesis")
+def bench_synthesis(
+    envs: Annotated[int, typer.Option(help="environments to generate")] = 1850,
+    steps: Annotated[int, typer.Option(help="steps timed for the overhead measurement")] = 20000,
+    workers: Annotated[int | None, typer.Option(help="worker processes")] = None,
+) -> None:
+    """Time default generation with every integrity check, and env step overhead vs a bare env."""
+    from envsynth.bench.synthesis import run_bench
+
+    out.print(run_bench(envs=envs, steps=steps, workers=workers))
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted: what was finished is stored; run the same command "
+                      "again to resume[/yellow]")
+        sys.exit(130)
+    except EnvsynthError as e:
+        console.print(f"[red]error:[/red] {e}")
+        sys.exit(2)
+    except ValidationError as e:
+        console.print(f"[red]invalid option:[/red] {e}")
+        sys.exit(2)
