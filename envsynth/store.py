@@ -30,7 +30,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from envsynth.errors import NotFoundError, StoreError
@@ -157,7 +157,11 @@ class Store:
             self.blob_dir = Path(url.database + ".blobs")
         else:
             self.blob_dir = Path(os.environ.get("ENVSYNTH_BLOBS", "envsynth-blobs")).resolve()
-        self.engine: Engine = create_engine(self.url)
+        try:
+            self.engine: Engine = create_engine(self.url)
+        except (ArgumentError, NoSuchModuleError) as e:
+            raise StoreError(f"cannot use the database URL {self.url!r}: {e}. Use a file path "
+                             "or a SQLAlchemy URL such as postgresql+psycopg://…") from None
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         try:

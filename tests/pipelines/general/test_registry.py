@@ -80,3 +80,31 @@ def test_invalid_calls_are_tool_errors(name: str) -> None:
         with pytest.raises(ToolError):
             episode.call(first.name, {required[0]: {"nested": ["wrong type"]}})
     assert episode.state == before and not episode.submitted
+
+
+def _ids_in_subprocess(hash_seed: str) -> list[str]:
+    """Environment and task ids of two plans per variant, computed in a fresh interpreter."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "from pipelines.general.family import load_families\n"
+        "from pipelines.general.synthesize import EnvPlan, build_environment\n"
+        "for name, fam in load_families().items():\n"
+        "    for v in fam.variants:\n"
+        "        for seed in (0, 1):\n"
+        "            b = build_environment(EnvPlan(0, name, v.name, seed), 'd')\n"
+        "            print(name, v.name, seed, b.env_id, *[c.task.id for c in b.candidates])\n"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                            check=True)
+    return result.stdout.splitlines()
+
+
+def test_generation_is_deterministic_across_processes() -> None:
+    """Same seed, same ids in another process: no set order or str hash leaks into a state."""
+    a, b = _ids_in_subprocess("1"), _ids_in_subprocess("2")
+    differing = sorted({" ".join(x.split()[:2]) for x, y in zip(a, b, strict=True) if x != y})
+    assert not differing, f"non-deterministic generation in {differing}"

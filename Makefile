@@ -1,0 +1,23 @@
+# The two commands of the README: `make demo` (the main job) and `make test`.
+DB ?= envsynth.db
+OUT ?= out
+
+.PHONY: setup demo test lint
+
+setup:
+	bash scripts/setup.sh
+
+demo: setup
+	envsynth generate general --db $(DB)
+	envsynth export --db $(DB) --format jsonl --out $(OUT)/general.jsonl
+	envsynth export --db $(DB) --format parquet --out $(OUT)/general.parquet
+	envsynth audit --db $(DB) --dataset general --samples 8 --per-family 50 --out $(OUT)
+	envsynth card --db $(DB) --dataset general --out data_cards/general.md
+
+test: setup
+	ruff check envsynth gyms pipelines sandbox model kernels tests
+	python3 -m pytest -q
+
+lint:
+	ruff check envsynth gyms pipelines sandbox model kernels tests
+	mypy

@@ -1,0 +1,3 @@
+from envsynth.cli import main
+
+main()

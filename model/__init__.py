@@ -1,0 +1,1 @@
+"""model: see DESIGN.md; built by its own issue."""

@@ -1,0 +1,1 @@
+"""sandbox: see DESIGN.md; built by its own issue."""

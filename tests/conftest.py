@@ -1,0 +1,24 @@
+"""Shared fixtures: small generated datasets in real SQLite files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from envsynth.store import Store
+from pipelines.general.pipeline import GeneralConfig, run_general
+
+
+@pytest.fixture(scope="session")
+def small_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A general dataset of 2 environments per family variant pair round, in a SQLite file."""
+    path = tmp_path_factory.mktemp("store") / "small.db"
+    store = Store(path)
+    run_general(GeneralConfig(envs=120, workers=1), store)
+    return path
+
+
+@pytest.fixture()
+def store(small_db: Path) -> Store:
+    return Store(small_db)
