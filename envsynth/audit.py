@@ -44,7 +44,7 @@ def family_summary(per_task: dict[str, Difficulty], tasks: list[Task], ks: list[
 
 
 def run_audit(store: Store, dataset: str, policy: Policy, samples: int, *,
-              per_family: int | None = None, seed: int = 0, max_turns: int = 30,
+              per_family: int | None = None, seed: int = 0, max_turns: int | None = None,
               progress: Callable[[int, int], None] | None = None) -> AuditReport:
     """Sample every (or `per_family` random) accepted task `samples` times and store the report."""
     tasks = _sample_tasks(store, dataset, per_family, seed)

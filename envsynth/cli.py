@@ -252,7 +252,7 @@ def rollout_cmd(
     db: DbOpt = None,
     dataset: DatasetOpt = "general",
     seed: Annotated[int, typer.Option(help="episode i resets with seed + i")] = 0,
-    max_turns: Annotated[int, typer.Option(help="turn budget per episode")] = 30,
+    max_turns: Annotated[int | None, typer.Option(help="turn budget (default: the env's)")] = None,
 ) -> None:
     """Step an environment with a policy and store the trajectories."""
     from envsynth.policy import make_policy
@@ -260,7 +260,8 @@ def rollout_cmd(
 
     store = _store(db)
     pol = make_policy(policy, **_policy_args(policy_arg))
-    specs = [EpisodeSpec({"dataset": dataset, "db": store.url, "max_turns": max_turns}, seed=seed + i)
+    budget = {"max_turns": max_turns} if max_turns else {}
+    specs = [EpisodeSpec({"dataset": dataset, "db": store.url, **budget}, seed=seed + i)
              for i in range(episodes)]
     trajectories = rollout(env, pol, specs)
     store.put_trajectories(trajectories)

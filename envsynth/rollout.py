@@ -115,12 +115,13 @@ ENV_IDS = {"general": "envsynth/General-v0", "code": "envsynth/CodeAgent-v0",
 
 def estimate_difficulty(policy: Policy, tasks: Sequence[Task], samples: int, ks: Sequence[int], *,
                         sampling: SamplingParams | None = None, concurrency: int = 64,
-                        max_turns: int = 30,
+                        max_turns: int | None = None,
                         on_trajectory: Callable[[Trajectory], None] | None = None,
                         ) -> dict[str, Difficulty]:
     """Sample `samples` episodes per task and estimate pass@k for each k in `ks` (k ≤ samples).
 
-    Infrastructure failures are not counted as samples.
+    Infrastructure failures are not counted as samples. `max_turns` None keeps each
+    environment's own default budget.
     """
     ks = sorted({k for k in ks if 1 <= k <= samples})
     by_kind: dict[str, list[Task]] = {}
@@ -138,7 +139,8 @@ def estimate_difficulty(policy: Policy, tasks: Sequence[Task], samples: int, ks:
             on_trajectory(traj)
 
     for kind, group in by_kind.items():
-        episodes = [EpisodeSpec({"task": t, "max_turns": max_turns}, seed=s, sample=s)
+        kwargs = {"max_turns": max_turns} if max_turns else {}
+        episodes = [EpisodeSpec({"task": t, **kwargs}, seed=s, sample=s)
                     for t in group for s in range(samples)]
         rollout(ENV_IDS[kind], policy, episodes, sampling=sampling, concurrency=concurrency,
                 on_done=record)

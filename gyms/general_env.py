@@ -15,6 +15,7 @@ from envsynth.schema import GeneralTask, Task, Verdict
 from gyms.task_source import TaskSource
 from gyms.tool_env import ToolEnv
 from pipelines.general.episode import Episode
+from pipelines.general.synthesize import MAX_TURNS
 
 
 class GeneralEnv(ToolEnv):
@@ -27,7 +28,7 @@ class GeneralEnv(ToolEnv):
     """
 
     def __init__(self, task: Task | dict[str, Any] | None = None, task_id: str | None = None,
-                 dataset: str | None = None, db: str | None = None, max_turns: int = 30,
+                 dataset: str | None = None, db: str | None = None, max_turns: int = MAX_TURNS,
                  render_mode: str | None = None):
         super().__init__(max_turns=max_turns, render_mode=render_mode)
         self.source = TaskSource("general", task=task, task_id=task_id, dataset=dataset, db=db)

@@ -29,7 +29,7 @@ class PassKConfig(BaseModel):
     policy: str = Field(default_factory=lambda: "bundled" if bundled_available() else "random")
     policy_args: dict[str, Any] = Field(default_factory=dict)
     k: int = Field(100, ge=1)
-    max_turns: int = Field(30, ge=1)
+    max_turns: int | None = Field(None, ge=1)
     concurrency: int = Field(64, ge=1)
     chunk_size: int = Field(100, ge=1)
 

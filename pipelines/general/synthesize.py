@@ -19,6 +19,8 @@ from pipelines.general.episode import run_calls
 PIPELINE = "general"
 PIPELINE_VERSION = "1"
 REQUIRED_PERTURBATIONS = ("constraint_broken", "wrong_value")
+MAX_TURNS = 64
+"""Default turn budget of a general episode; a reference solution must fit in it."""
 
 SYSTEM_PROMPT = (
     "You are an operations agent working inside a software environment. Use the tools to "
@@ -135,10 +137,13 @@ def _check(family: Family, plan: EnvPlan, dataset: str, env_id: str, config: dic
         verdict = run_calls(payload, calls)
         checks.append(IntegrityCheck(check=name, expect_pass=expect_pass, reward=verdict.reward,
                                      reason=verdict.reason))
-    return Candidate(task, checks, _rejection(checks, perturbed))
+    return Candidate(task, checks, _rejection(checks, perturbed, reference))
 
 
-def _rejection(checks: list[IntegrityCheck], perturbed: dict[str, list[Call]]) -> str | None:
+def _rejection(checks: list[IntegrityCheck], perturbed: dict[str, list[Call]],
+               reference: list[Call]) -> str | None:
+    if len(reference) > MAX_TURNS:
+        return "reference_exceeds_turn_budget"
     missing = [p for p in REQUIRED_PERTURBATIONS if p not in perturbed]
     if missing:
         return f"missing_perturbation:{missing[0]}"
