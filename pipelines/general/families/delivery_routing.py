@@ -47,8 +47,8 @@ class RoutingConfig(FamilyConfig):
 
 
 class RouteAnswer(Answer):
-    route: list[str] | None = None
-    """Stop ids in visiting order, depot excluded (route-answer tasks only)."""
+    route: list[str] | None = Field(
+        None, description="stop ids in visiting order, depot excluded (omit for dispatch tasks)")
 
 
 # ---- the route model, shared by tools, solver and verifier ------------------------------------
@@ -255,6 +255,8 @@ class DeliveryRouting(Family):
     summary = "Order a van's stops to meet time windows (and capacity) with least travel time."
     config_model = RoutingConfig
     answer_model = RouteAnswer
+    submit_description = ("End the task: pass `route` when asked for a visiting order, nothing "
+                          "when the route was dispatched with the route tools.")
     tools = (list_stops, get_stop, get_travel_matrix, travel_time, simulate_route, append_stop,
              remove_last_stop, view_route)
     variants = (

@@ -54,10 +54,10 @@ class ProcurementConfig(FamilyConfig):
 
 
 class PurchasePlan(Answer):
-    lines: list[str] | None = None
-    """Plan lines "SUPPLIER/ITEM/PACKS", e.g. "S2/hinge/3" (plan tasks only)."""
-    total_cents: int | None = None
-    """The plan's total cost in cents (plan tasks only)."""
+    lines: list[str] | None = Field(
+        None, description='plan lines "SUPPLIER/ITEM/PACKS", e.g. "S2/hinge/3" (plan tasks only)')
+    total_cents: int | None = Field(
+        None, description="the plan's total cost in cents (plan tasks only)")
 
 
 # ---- pricing: the one definition of cost, shared by tools and verifier -----------------------
@@ -256,6 +256,8 @@ class Procurement(Family):
     summary = "Buy a basket from supplier catalogs at the exact minimum cost under pack rules."
     config_model = ProcurementConfig
     answer_model = PurchasePlan
+    submit_description = ("End the task. Plan tasks pass `lines` and `total_cents`; cart tasks "
+                          "pass no arguments.")
     tools = (list_suppliers, get_catalog, find_offers, get_terms, add_to_cart, remove_from_cart,
              view_cart)
     variants = (
