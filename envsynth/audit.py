@@ -24,12 +24,17 @@ def _sample_tasks(store: Store, dataset: str, per_family: int | None, seed: int)
     for t in tasks:
         by_family[t.family].append(t)
     rng = random.Random(seed)
-    return [t for fam in sorted(by_family)
-            for t in rng.sample(by_family[fam], min(per_family, len(by_family[fam])))]
+    return [
+        t
+        for fam in sorted(by_family)
+        for t in rng.sample(by_family[fam], min(per_family, len(by_family[fam])))
+    ]
 
 
-def family_summary(per_task: dict[str, Difficulty], tasks: list[Task], ks: list[int]) -> dict[str, dict[str, float]]:
-    """Per family: number of tasks, mean pass@k for each k, share of tasks solved at the largest k."""
+def family_summary(
+    per_task: dict[str, Difficulty], tasks: list[Task], ks: list[int]
+) -> dict[str, dict[str, float]]:
+    """Per family: tasks, mean pass@k for each k, share of tasks solved at the largest k."""
     by_family: dict[str, list[Difficulty]] = defaultdict(list)
     for t in tasks:
         by_family[t.family].append(per_task[t.id])
@@ -43,42 +48,67 @@ def family_summary(per_task: dict[str, Difficulty], tasks: list[Task], ks: list[
     return out
 
 
-def run_audit(store: Store, dataset: str, policy: Policy, samples: int, *,
-              per_family: int | None = None, seed: int = 0, max_turns: int | None = None,
-              progress: Callable[[int, int], None] | None = None) -> AuditReport:
+def run_audit(
+    store: Store,
+    dataset: str,
+    policy: Policy,
+    samples: int,
+    *,
+    per_family: int | None = None,
+    seed: int = 0,
+    max_turns: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> AuditReport:
     """Sample every (or `per_family` random) accepted task `samples` times and store the report."""
     tasks = _sample_tasks(store, dataset, per_family, seed)
     ks = default_ks(samples)
     per_task: dict[str, Difficulty] = {}
     step = 100
     for i in range(0, len(tasks), step):
-        per_task.update(estimate_difficulty(policy, tasks[i:i + step], samples, ks, max_turns=max_turns))
+        per_task.update(
+            estimate_difficulty(policy, tasks[i : i + step], samples, ks, max_turns=max_turns)
+        )
         if progress:
             progress(min(i + step, len(tasks)), len(tasks))
     name = f"{policy.info.name}:{policy.info.version}"
     report = AuditReport(
         id="audit-" + content_hash([dataset, name, samples, sorted(per_task)])[:16],
-        dataset=dataset, policy=name, samples=samples, ks=ks, per_task=per_task,
-        per_family=family_summary(per_task, tasks, ks))
+        dataset=dataset,
+        policy=name,
+        samples=samples,
+        ks=ks,
+        per_task=per_task,
+        per_family=family_summary(per_task, tasks, ks),
+    )
     store.put_audit(report)
     return report
 
 
 def render_markdown(report: AuditReport) -> str:
     ks = report.ks
-    lines = [f"# pass@k audit of `{report.dataset}`", "",
-             f"Policy `{report.policy}`, {report.samples} samples per task, "
-             f"{len(report.per_task)} tasks.", "",
-             "| family | tasks | " + " | ".join(f"pass@{k}" for k in ks) + " | solved |",
-             "| --- | ---: | " + " | ".join("---:" for _ in ks) + " | ---: |"]
+    lines = [
+        f"# pass@k audit of `{report.dataset}`",
+        "",
+        f"Policy `{report.policy}`, {report.samples} samples per task, "
+        f"{len(report.per_task)} tasks.",
+        "",
+        "| family | tasks | " + " | ".join(f"pass@{k}" for k in ks) + " | solved |",
+        "| --- | ---: | " + " | ".join("---:" for _ in ks) + " | ---: |",
+    ]
     for fam, row in report.per_family.items():
-        lines.append(f"| {fam} | {int(row['tasks'])} | "
-                     + " | ".join(f"{row[f'pass@{k}']:.3f}" for k in ks) + f" | {row['solved']:.0%} |")
+        lines.append(
+            f"| {fam} | {int(row['tasks'])} | "
+            + " | ".join(f"{row[f'pass@{k}']:.3f}" for k in ks)
+            + f" | {row['solved']:.0%} |"
+        )
     total = len(report.per_task) or 1
     overall = sum(d.pass_at.get(max(ks), 0.0) > 0 for d in report.per_task.values())
-    lines += ["", f"Tasks with pass@{max(ks)} > 0: {overall}/{len(report.per_task)} "
-              f"({overall / total:.1%}). A task with pass@{max(ks)} = 0 would be cut by a pass@k "
-              "filter with this policy."]
+    lines += [
+        "",
+        f"Tasks with pass@{max(ks)} > 0: {overall}/{len(report.per_task)} "
+        f"({overall / total:.1%}). A task with pass@{max(ks)} = 0 would be cut by a pass@k "
+        "filter with this policy.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -93,8 +123,12 @@ def plot(report: AuditReport, path: str | Path) -> Path:
     for fam, row in report.per_family.items():
         left.plot(report.ks, [row[f"pass@{k}"] for k in report.ks], marker="o", label=fam)
     left.set_xscale("log", base=2)
-    left.set(xlabel="k", ylabel="mean pass@k", title=f"pass@k per family — {report.policy}",
-             ylim=(-0.02, 1.02))
+    left.set(
+        xlabel="k",
+        ylabel="mean pass@k",
+        title=f"pass@k per family — {report.policy}",
+        ylim=(-0.02, 1.02),
+    )
     left.legend(fontsize=6, ncol=2)
     right.hist([d.pass_at.get(1, 0.0) for d in report.per_task.values()], bins=20, range=(0, 1))
     right.set(xlabel="pass@1", ylabel="tasks", title="pass@1 over tasks")

@@ -37,8 +37,10 @@ def _histogram(values: list[float], bins: int = 10) -> list[tuple[str, int]]:
     counts = [0] * bins
     for v in values:
         counts[min(int(v * bins), bins - 1)] += 1
-    return [(f"[{i / bins:.1f}, {(i + 1) / bins:.1f}{']' if i == bins - 1 else ')'}", c)
-            for i, c in enumerate(counts)]
+    return [
+        (f"[{i / bins:.1f}, {(i + 1) / bins:.1f}{']' if i == bins - 1 else ')'}", c)
+        for i, c in enumerate(counts)
+    ]
 
 
 def render_card(store: Store, dataset: str) -> str:
@@ -46,8 +48,11 @@ def render_card(store: Store, dataset: str) -> str:
     config = store.dataset_config(dataset)
     runs = store.runs(dataset)
     tasks = list(store.iter_tasks(dataset=dataset, accepted=True))
-    kind = tasks[0].kind if tasks else next((d["kind"] for d in store.datasets()
-                                             if d["name"] == dataset), "general")
+    kind = (
+        tasks[0].kind
+        if tasks
+        else next((d["kind"] for d in store.datasets() if d["name"] == dataset), "general")
+    )
     licenses = sorted({lic for t in tasks for lic in t.provenance.licenses}) or ["unknown"]
     envs, toolsets = store.count_environments(dataset)
     header = {
@@ -58,25 +63,52 @@ def render_card(store: Store, dataset: str) -> str:
         "size_categories": [_size(len(tasks))],
         "configs": [{"config_name": "default", "data_files": f"{dataset}.jsonl"}],
     }
-    out = ["---", yaml.safe_dump(header, sort_keys=False).strip(), "---", "",
-           f"# Dataset card: `{dataset}`", "",
-           f"{len(tasks)} accepted **{kind}** tasks over {envs} environments with {toolsets} "
-           "distinct toolsets, generated and verified by envsynth. Every task was accepted by "
-           "the checks below; the code that accepted it is the code that grades an agent on it.",
-           "", "## Generation config", "", "```yaml",
-           yaml.safe_dump(config, sort_keys=True).strip(), "```", ""]
+    out = [
+        "---",
+        yaml.safe_dump(header, sort_keys=False).strip(),
+        "---",
+        "",
+        f"# Dataset card: `{dataset}`",
+        "",
+        f"{len(tasks)} accepted **{kind}** tasks over {envs} environments with {toolsets} "
+        "distinct toolsets, generated and verified by envsynth. Every task was accepted by "
+        "the checks below; the code that accepted it is the code that grades an agent on it.",
+        "",
+        "## Generation config",
+        "",
+        "```yaml",
+        yaml.safe_dump(config, sort_keys=True).strip(),
+        "```",
+        "",
+    ]
     for run in runs:
         out.append(f"- run `{run['id']}`: {run['status']}")
-    out += ["", "## Yield of every stage", "",
-            "| stage | in | out | yield | seconds | rejections |", "| --- | ---: | ---: | ---: | ---: | --- |"]
+    out += [
+        "",
+        "## Yield of every stage",
+        "",
+        "| stage | in | out | yield | seconds | rejections |",
+        "| --- | ---: | ---: | ---: | ---: | --- |",
+    ]
     stages = [r for run in runs for r in store.run_reports(run["id"])]
     for r in stages:
-        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(r.rejections.items(), key=lambda x: -x[1]))
+        reasons = ", ".join(
+            f"{k}: {v}" for k, v in sorted(r.rejections.items(), key=lambda x: -x[1])
+        )
         ratio = f"{r.items_out / r.items_in:.1%}" if r.items_in else "–"
-        out.append(f"| {r.stage} | {r.items_in} | {r.items_out} | {ratio} | {r.seconds:.1f} | {reasons or '–'} |")
+        out.append(
+            f"| {r.stage} | {r.items_in} | {r.items_out} | {ratio} | {r.seconds:.1f} "
+            f"| {reasons or '–'} |"
+        )
     if not any(r.stage == "passk" for r in stages):
         out += ["", "The pass@k filter stage was not run (no filter policy was named)."]
-    out += ["", "## Families", "", "| family | environments | tasks | variants |", "| --- | ---: | ---: | ---: |"]
+    out += [
+        "",
+        "## Families",
+        "",
+        "| family | environments | tasks | variants |",
+        "| --- | ---: | ---: | ---: |",
+    ]
     per_family: dict[str, Counter[str]] = defaultdict(Counter)
     env_ids: dict[str, set[str]] = defaultdict(set)
     variants: dict[str, set[str]] = defaultdict(set)
@@ -85,11 +117,23 @@ def render_card(store: Store, dataset: str) -> str:
         env_ids[t.family].add(t.env_id)
         variants[t.family].add(getattr(t.payload, "variant", ""))
     for fam in sorted(per_family):
-        out.append(f"| {fam} | {len(env_ids[fam])} | {per_family[fam]['tasks']} | {len(variants[fam])} |")
+        out.append(
+            f"| {fam} | {len(env_ids[fam])} | {per_family[fam]['tasks']} | {len(variants[fam])} |"
+        )
     out += _passk_section(store, dataset, tasks)
-    out += ["", "## Licenses", "", *(f"- {lic}" for lic in licenses), "",
-            "Synthesized content; no third-party text is included.", "",
-            "## Limitations", "", *(f"- {x}" for x in LIMITATIONS.get(kind, [])), ""]
+    out += [
+        "",
+        "## Licenses",
+        "",
+        *(f"- {lic}" for lic in licenses),
+        "",
+        "Synthesized content; no third-party text is included.",
+        "",
+        "## Limitations",
+        "",
+        *(f"- {x}" for x in LIMITATIONS.get(kind, [])),
+        "",
+    ]
     return "\n".join(out)
 
 
@@ -108,8 +152,15 @@ def _passk_section(store: Store, dataset: str, tasks: list) -> list[str]:  # typ
         values = [d.pass_at.get(1, 0.0) for d in rated]
         k = max(default_ks(rated[0].samples))
         at_k = [d.pass_at.get(k, 0.0) for d in rated]
-    out = ["", "## pass@k", "", f"From {source}: {sum(v > 0 for v in at_k)}/{len(at_k)} tasks "
-           f"have pass@{k} > 0.", "", "| pass@1 | tasks |", "| --- | ---: |"]
+    out = [
+        "",
+        "## pass@k",
+        "",
+        f"From {source}: {sum(v > 0 for v in at_k)}/{len(at_k)} tasks have pass@{k} > 0.",
+        "",
+        "| pass@1 | tasks |",
+        "| --- | ---: |",
+    ]
     out += [f"| {label} | {n} |" for label, n in _histogram(values)]
     return out
 

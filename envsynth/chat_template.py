@@ -20,8 +20,12 @@ from envsynth.errors import EnvsynthError
 from envsynth.schema import Message, ToolCall, ToolSpec
 
 BOS, END = "<|begin|>", "<|end|>"
-ROLE_TAGS = {"system": "<|system|>", "user": "<|user|>", "assistant": "<|assistant|>",
-             "tool": "<|tool|>"}
+ROLE_TAGS = {
+    "system": "<|system|>",
+    "user": "<|user|>",
+    "assistant": "<|assistant|>",
+    "tool": "<|tool|>",
+}
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 CALL_OPEN, CALL_CLOSE = "<tool_call>", "</tool_call>"
 
@@ -34,20 +38,32 @@ def _tools_block(tools: Sequence[ToolSpec]) -> str:
     if not tools:
         return ""
     lines = [orjson.dumps(t.openai_schema()["function"]).decode() for t in tools]
-    return ("\n\n## Tools\nCall a tool with <tool_call>{\"name\": …, \"arguments\": {…}}</tool_call>.\n"
-            + "\n".join(lines))
+    return (
+        '\n\n## Tools\nCall a tool with <tool_call>{"name": …, "arguments": {…}}</tool_call>.\n'
+        + "\n".join(lines)
+    )
 
 
 def render_assistant(m: Message, keep_reasoning: bool) -> str:
-    think = f"{THINK_OPEN}{m.reasoning}{THINK_CLOSE}" if keep_reasoning and m.reasoning else THINK_CLOSE
+    think = (
+        f"{THINK_OPEN}{m.reasoning}{THINK_CLOSE}" if keep_reasoning and m.reasoning else THINK_CLOSE
+    )
     calls = "".join(
-        f"{CALL_OPEN}{{\"name\": {orjson.dumps(c.name).decode()}, \"arguments\": {c.arguments or '{}'}}}"
-        f"{CALL_CLOSE}" for c in m.tool_calls or ())
+        f'{CALL_OPEN}{{"name": {orjson.dumps(c.name).decode()}, '
+        f'"arguments": {c.arguments or "{}"}}}'
+        f"{CALL_CLOSE}"
+        for c in m.tool_calls or ()
+    )
     return f"{ROLE_TAGS['assistant']}{think}{m.content}{calls}{END}"
 
 
-def render(messages: Sequence[Message], tools: Sequence[ToolSpec] = (), *,
-           thinking: bool = True, add_generation_prompt: bool = True) -> str:
+def render(
+    messages: Sequence[Message],
+    tools: Sequence[ToolSpec] = (),
+    *,
+    thinking: bool = True,
+    add_generation_prompt: bool = True,
+) -> str:
     """Render a conversation for the model; ends with an open assistant turn by default."""
     last_user = max((i for i, m in enumerate(messages) if m.role == "user"), default=-1)
     parts = [BOS]
@@ -89,12 +105,21 @@ def parse_assistant(text: str, *, thinking: bool = True, turn: int = 0) -> Messa
             obj = orjson.loads(raw)
         except orjson.JSONDecodeError as e:
             raise ChatFormatError(f"tool call {i + 1} is not valid JSON: {e}") from None
-        if not isinstance(obj, dict) or not isinstance(obj.get("name"), str) \
-                or not isinstance(obj.get("arguments", {}), dict):
+        if (
+            not isinstance(obj, dict)
+            or not isinstance(obj.get("name"), str)
+            or not isinstance(obj.get("arguments", {}), dict)
+        ):
             raise ChatFormatError(
-                f"tool call {i + 1} must be {{\"name\": string, \"arguments\": object}}")
-        calls.append(ToolCall(id=f"call_{turn}_{i}", name=obj["name"],
-                              arguments=orjson.dumps(obj.get("arguments", {})).decode()))
+                f'tool call {i + 1} must be {{"name": string, "arguments": object}}'
+            )
+        calls.append(
+            ToolCall(
+                id=f"call_{turn}_{i}",
+                name=obj["name"],
+                arguments=orjson.dumps(obj.get("arguments", {})).decode(),
+            )
+        )
     if CALL_OPEN in _CALL.sub("", text):
         raise ChatFormatError("a <tool_call> was opened but never closed")
     content = _CALL.sub("", text).strip()

@@ -10,30 +10,43 @@ from typing import Annotated, Any
 
 import orjson
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from pydantic import ValidationError
-
 from envsynth.errors import ConfigError, EnvsynthError
 
-app = typer.Typer(help="Synthesize verified agent tasks, step them as Gymnasium environments, "
-                       "audit them.", no_args_is_help=True, pretty_exceptions_enable=False)
-generate_app = typer.Typer(help="Run a pipeline that generates a verified task dataset.",
-                           no_args_is_help=True)
-bench_app = typer.Typer(help="Benchmarks: each prints its baseline measured in the same run.",
-                        no_args_is_help=True)
+app = typer.Typer(
+    help="Synthesize verified agent tasks, step them as Gymnasium environments, audit them.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+generate_app = typer.Typer(
+    help="Run a pipeline that generates a verified task dataset.", no_args_is_help=True
+)
+bench_app = typer.Typer(
+    help="Benchmarks: each prints its baseline measured in the same run.", no_args_is_help=True
+)
 app.add_typer(generate_app, name="generate")
 app.add_typer(bench_app, name="bench")
 console = Console(stderr=True)
 out = Console()
 
-DbOpt = Annotated[str | None, typer.Option("--db", help="SQLite path or SQLAlchemy URL "
-                                           "(default: $ENVSYNTH_DB or ./envsynth.db)")]
+DbOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--db", help="SQLite path or SQLAlchemy URL (default: $ENVSYNTH_DB or ./envsynth.db)"
+    ),
+]
 DatasetOpt = Annotated[str, typer.Option("--dataset", help="dataset name")]
-PolicyArgOpt = Annotated[list[str] | None, typer.Option(
-    "--policy-arg", help="backend option KEY=VALUE (repeatable), e.g. base_url=http://127.0.0.1:8000/v1")]
+PolicyArgOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--policy-arg",
+        help="backend option KEY=VALUE (repeatable), e.g. base_url=http://127.0.0.1:8000/v1",
+    ),
+]
 
 
 def _policy_args(pairs: list[str] | None) -> dict[str, Any]:
@@ -51,8 +64,14 @@ def _policy_args(pairs: list[str] | None) -> dict[str, Any]:
 
 @contextmanager
 def _progress() -> Iterator[Any]:
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, transient=False) as bar:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as bar:
         tasks: dict[str, Any] = {}
 
         def update(stage: str, done: int, total: int) -> None:
@@ -75,11 +94,22 @@ def generate_general(
     dataset: DatasetOpt = "general",
     envs: Annotated[int, typer.Option(help="number of environments")] = 1850,
     seed: Annotated[int, typer.Option(help="base seed; environment i uses seed + i")] = 0,
-    families: Annotated[str | None, typer.Option(help="comma-separated family names (default: all)")] = None,
-    config: Annotated[Path | None, typer.Option(help="JSON file of per-family config overrides")] = None,
-    workers: Annotated[int | None, typer.Option(help="worker processes (default: CPU count)")] = None,
-    filter_policy: Annotated[str | None, typer.Option(
-        help="policy of the pass@k filter stage (default: bundled when present, else the stage is skipped)")] = None,
+    families: Annotated[
+        str | None, typer.Option(help="comma-separated family names (default: all)")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="JSON file of per-family config overrides")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="worker processes (default: CPU count)")
+    ] = None,
+    filter_policy: Annotated[
+        str | None,
+        typer.Option(
+            help="policy of the pass@k filter stage "
+            "(default: bundled when present, else the stage is skipped)"
+        ),
+    ] = None,
     filter_k: Annotated[int, typer.Option(help="k of the pass@k filter")] = 100,
     policy_arg: PolicyArgOpt = None,
 ) -> None:
@@ -95,10 +125,20 @@ def generate_general(
         except (OSError, orjson.JSONDecodeError) as e:
             raise ConfigError(f"cannot read the config overrides {config}: {e}") from None
     policy = filter_policy or ("bundled" if bundled_available() else None)
-    passk = PassKConfig(policy=policy, k=filter_k, policy_args=_policy_args(policy_arg)) if policy else None
-    cfg = GeneralConfig(dataset=dataset, envs=envs, seed=seed, overrides=overrides, passk=passk,
-                        families=families.split(",") if families else None,
-                        **({"workers": workers} if workers else {}))
+    passk = (
+        PassKConfig(policy=policy, k=filter_k, policy_args=_policy_args(policy_arg))
+        if policy
+        else None
+    )
+    cfg = GeneralConfig(
+        dataset=dataset,
+        envs=envs,
+        seed=seed,
+        overrides=overrides,
+        passk=passk,
+        families=families.split(",") if families else None,
+        **({"workers": workers} if workers else {}),
+    )
     store = _store(db)
     with _progress() as progress:
         run_id = run_general(cfg, store, progress)
@@ -107,11 +147,17 @@ def generate_general(
     for col in ("stage", "in", "out", "rejections"):
         table.add_column(col)
     for r in store.run_reports(run_id):
-        table.add_row(r.stage, str(r.items_in), str(r.items_out),
-                      ", ".join(f"{k}: {v}" for k, v in r.rejections.items()) or "–")
+        table.add_row(
+            r.stage,
+            str(r.items_in),
+            str(r.items_out),
+            ", ".join(f"{k}: {v}" for k, v in r.rejections.items()) or "–",
+        )
     out.print(table)
-    out.print(f"{store.count_tasks(dataset)} accepted tasks, {envs_n} environments, "
-              f"{toolsets} toolsets in {store.url}")
+    out.print(
+        f"{store.count_tasks(dataset)} accepted tasks, {envs_n} environments, "
+        f"{toolsets} toolsets in {store.url}"
+    )
 
 
 @app.command("export")
@@ -145,7 +191,9 @@ def import_cmd(
 def card_cmd(
     db: DbOpt = None,
     dataset: DatasetOpt = "general",
-    out_path: Annotated[Path | None, typer.Option("--out", help="default data_cards/<dataset>.md")] = None,
+    out_path: Annotated[
+        Path | None, typer.Option("--out", help="default data_cards/<dataset>.md")
+    ] = None,
 ) -> None:
     """Write the dataset's data card (HF YAML header, config, yields, pass@k, licenses)."""
     from envsynth.card import write_card
@@ -158,10 +206,14 @@ def card_cmd(
 def audit_cmd(
     db: DbOpt = None,
     dataset: DatasetOpt = "general",
-    policy: Annotated[str | None, typer.Option(help="default: bundled when present, else random")] = None,
+    policy: Annotated[
+        str | None, typer.Option(help="default: bundled when present, else random")
+    ] = None,
     policy_arg: PolicyArgOpt = None,
     samples: Annotated[int, typer.Option(help="episodes per task (n of pass@k)")] = 8,
-    per_family: Annotated[int | None, typer.Option(help="audit this many random tasks per family")] = None,
+    per_family: Annotated[
+        int | None, typer.Option(help="audit this many random tasks per family")
+    ] = None,
     out_dir: Annotated[Path, typer.Option("--out", help="report directory")] = Path("reports"),
 ) -> None:
     """Audit pass@k: a markdown table per family and a PNG plot."""
@@ -172,8 +224,14 @@ def audit_cmd(
     pol = make_policy(name, **_policy_args(policy_arg))
     store = _store(db)
     with _progress() as progress:
-        report = run_audit(store, dataset, pol, samples, per_family=per_family,
-                           progress=lambda d, t: progress("audit", d, t))
+        report = run_audit(
+            store,
+            dataset,
+            pol,
+            samples,
+            per_family=per_family,
+            progress=lambda d, t: progress("audit", d, t),
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     md = out_dir / f"audit-{dataset}.md"
     md.write_text(render_markdown(report) + f"\n![pass@k](audit-{dataset}.png)\n")
@@ -184,7 +242,9 @@ def audit_cmd(
 
 @app.command("list")
 def list_cmd(
-    what: Annotated[str, typer.Argument(help="datasets, tasks, families, runs or policies")] = "datasets",
+    what: Annotated[
+        str, typer.Argument(help="datasets, tasks, families, runs or policies")
+    ] = "datasets",
     db: DbOpt = None,
     dataset: Annotated[str | None, typer.Option(help="for tasks and runs")] = None,
     limit: Annotated[int, typer.Option(help="for tasks")] = 20,
@@ -223,7 +283,9 @@ def list_cmd(
         for r in _store(db).runs(dataset):
             table.add_row(r["id"], r["pipeline"], r["dataset"], r["status"])
     else:
-        raise ConfigError(f"cannot list {what!r}; choose datasets, tasks, families, runs or policies")
+        raise ConfigError(
+            f"cannot list {what!r}; choose datasets, tasks, families, runs or policies"
+        )
     out.print(table)
 
 
@@ -261,8 +323,10 @@ def rollout_cmd(
     store = _store(db)
     pol = make_policy(policy, **_policy_args(policy_arg))
     budget = {"max_turns": max_turns} if max_turns else {}
-    specs = [EpisodeSpec({"dataset": dataset, "db": store.url, **budget}, seed=seed + i)
-             for i in range(episodes)]
+    specs = [
+        EpisodeSpec({"dataset": dataset, "db": store.url, **budget}, seed=seed + i)
+        for i in range(episodes)
+    ]
     trajectories = rollout(env, pol, specs)
     store.put_trajectories(trajectories)
     table = Table(title=f"{episodes} episodes of {env} with {policy}")
@@ -270,8 +334,13 @@ def rollout_cmd(
         table.add_column(col)
     for t in trajectories:
         v = t.verdict
-        table.add_row(t.id, t.task_id, str(sum(m.role == "assistant" for m in t.messages)),
-                      f"{v.reward:.2f}" if v else "–", (v.reason if v else "")[:50])
+        table.add_row(
+            t.id,
+            t.task_id,
+            str(sum(m.role == "assistant" for m in t.messages)),
+            f"{v.reward:.2f}" if v else "–",
+            (v.reason if v else "")[:50],
+        )
     out.print(table)
     mean = sum(t.verdict.reward for t in trajectories if t.verdict) / max(len(trajectories), 1)
     out.print(f"mean reward {mean:.3f}; stored {len(trajectories)} trajectories in {store.url}")
@@ -293,8 +362,10 @@ def main() -> None:
     try:
         app()
     except KeyboardInterrupt:
-        console.print("[yellow]interrupted: what was finished is stored; run the same command "
-                      "again to resume[/yellow]")
+        console.print(
+            "[yellow]interrupted: what was finished is stored; run the same command "
+            "again to resume[/yellow]"
+        )
         sys.exit(130)
     except EnvsynthError as e:
         console.print(f"[red]error:[/red] {e}")

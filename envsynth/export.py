@@ -24,19 +24,34 @@ from envsynth.store import Store
 
 Format = Literal["jsonl", "parquet"]
 
-SCHEMA = pa.schema([
-    ("id", pa.string()), ("kind", pa.string()), ("family", pa.string()), ("env_id", pa.string()),
-    ("dataset", pa.string()), ("instruction", pa.string()), ("system_prompt", pa.string()),
-    ("tools", pa.string()), ("payload", pa.string()), ("provenance", pa.string()),
-    ("difficulty", pa.string()), ("pass_at_1", pa.float64()),
-])
+SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("kind", pa.string()),
+        ("family", pa.string()),
+        ("env_id", pa.string()),
+        ("dataset", pa.string()),
+        ("instruction", pa.string()),
+        ("system_prompt", pa.string()),
+        ("tools", pa.string()),
+        ("payload", pa.string()),
+        ("provenance", pa.string()),
+        ("difficulty", pa.string()),
+        ("pass_at_1", pa.float64()),
+    ]
+)
 
 
 def task_row(task: Task) -> dict[str, Any]:
     d = task.difficulty
     return {
-        "id": task.id, "kind": task.kind, "family": task.family, "env_id": task.env_id,
-        "dataset": task.dataset, "instruction": task.instruction, "system_prompt": task.system_prompt,
+        "id": task.id,
+        "kind": task.kind,
+        "family": task.family,
+        "env_id": task.env_id,
+        "dataset": task.dataset,
+        "instruction": task.instruction,
+        "system_prompt": task.system_prompt,
         "tools": orjson.dumps([t.openai_schema() for t in task.tools]).decode(),
         "payload": task.payload.model_dump_json(),
         "provenance": task.provenance.model_dump_json(),
@@ -47,15 +62,29 @@ def task_row(task: Task) -> dict[str, Any]:
 
 def row_task(row: dict[str, Any]) -> Task:
     """Inverse of `task_row`; raises `ValueError`/`ValidationError` on a malformed row."""
-    tools = [{"name": t["function"]["name"], "description": t["function"]["description"],
-              "parameters": t["function"]["parameters"]} for t in orjson.loads(row["tools"])]
-    return Task.model_validate({
-        "id": row["id"], "kind": row["kind"], "family": row["family"], "env_id": row["env_id"],
-        "dataset": row["dataset"], "instruction": row["instruction"],
-        "system_prompt": row["system_prompt"], "tools": tools,
-        "payload": orjson.loads(row["payload"]), "provenance": orjson.loads(row["provenance"]),
-        "difficulty": orjson.loads(row["difficulty"]) if row.get("difficulty") else None,
-    })
+    tools = [
+        {
+            "name": t["function"]["name"],
+            "description": t["function"]["description"],
+            "parameters": t["function"]["parameters"],
+        }
+        for t in orjson.loads(row["tools"])
+    ]
+    return Task.model_validate(
+        {
+            "id": row["id"],
+            "kind": row["kind"],
+            "family": row["family"],
+            "env_id": row["env_id"],
+            "dataset": row["dataset"],
+            "instruction": row["instruction"],
+            "system_prompt": row["system_prompt"],
+            "tools": tools,
+            "payload": orjson.loads(row["payload"]),
+            "provenance": orjson.loads(row["provenance"]),
+            "difficulty": orjson.loads(row["difficulty"]) if row.get("difficulty") else None,
+        }
+    )
 
 
 def _rows(store: Store, dataset: str | None) -> Iterator[dict[str, Any]]:

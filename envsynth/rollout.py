@@ -20,7 +20,15 @@ from envsynth.ids import content_hash
 from envsynth.passk import pass_at_k
 from envsynth.plugins import make_env
 from envsynth.policy.base import Policy, PolicyRequest
-from envsynth.schema import Difficulty, Message, SamplingParams, StepRecord, Task, Trajectory, Verdict
+from envsynth.schema import (
+    Difficulty,
+    Message,
+    SamplingParams,
+    StepRecord,
+    Task,
+    Trajectory,
+    Verdict,
+)
 
 
 @dataclass(frozen=True)
@@ -49,9 +57,15 @@ def _messages(obs: str) -> list[Message]:
     return [Message.model_validate(m) for m in orjson.loads(obs)]
 
 
-async def arollout(env_id: str, policy: Policy, episodes: Sequence[EpisodeSpec], *,
-                   sampling: SamplingParams | None = None, concurrency: int = 64,
-                   on_done: Callable[[Trajectory], None] | None = None) -> list[Trajectory]:
+async def arollout(
+    env_id: str,
+    policy: Policy,
+    episodes: Sequence[EpisodeSpec],
+    *,
+    sampling: SamplingParams | None = None,
+    concurrency: int = 64,
+    on_done: Callable[[Trajectory], None] | None = None,
+) -> list[Trajectory]:
     """Run `episodes` with at most `concurrency` environments alive at once.
 
     Returns:
@@ -68,15 +82,31 @@ async def arollout(env_id: str, policy: Policy, episodes: Sequence[EpisodeSpec],
             i, job = pending.pop()
             env = make_env(env_id, **job.env_kwargs)
             obs, info = env.reset(seed=job.seed)
-            tools = [ToolSpec(name=t["function"]["name"], description=t["function"]["description"],
-                              parameters=t["function"]["parameters"]) for t in info["tools"]]
+            tools = [
+                ToolSpec(
+                    name=t["function"]["name"],
+                    description=t["function"]["description"],
+                    parameters=t["function"]["parameters"],
+                )
+                for t in info["tools"]
+            ]
             live[i] = _Live(job, env, env.unwrapped.task, tools, _messages(obs))
         order = list(live)
-        requests = [PolicyRequest(messages=live[i].history, tools=live[i].tools,
-                                  sampling=sampling.model_copy(
-                                      update={"seed": (sampling.seed or 0) * 1_000_003
-                                              + live[i].job.seed * 1009 + live[i].job.sample}),
-                                  task=live[i].task) for i in order]
+        requests = [
+            PolicyRequest(
+                messages=live[i].history,
+                tools=live[i].tools,
+                sampling=sampling.model_copy(
+                    update={
+                        "seed": (sampling.seed or 0) * 1_000_003
+                        + live[i].job.seed * 1009
+                        + live[i].job.sample
+                    }
+                ),
+                task=live[i].task,
+            )
+            for i in order
+        ]
         outputs = await policy.agenerate(requests)
         for i, out in zip(order, outputs, strict=True):
             ep = live[i]
@@ -96,28 +126,48 @@ async def arollout(env_id: str, policy: Policy, episodes: Sequence[EpisodeSpec],
     return [t for t in results if t is not None]
 
 
-def rollout(env_id: str, policy: Policy, episodes: Sequence[EpisodeSpec], **kwargs: Any) -> list[Trajectory]:
+def rollout(
+    env_id: str, policy: Policy, episodes: Sequence[EpisodeSpec], **kwargs: Any
+) -> list[Trajectory]:
     """Synchronous `arollout`."""
     return asyncio.run(arollout(env_id, policy, episodes, **kwargs))
 
 
 def _trajectory(env_id: str, policy: Policy, sampling: SamplingParams, ep: _Live) -> Trajectory:
     key = [ep.task.id, policy.info.model_dump(), sampling.model_dump(), ep.job.seed, ep.job.sample]
-    return Trajectory(id="tr-" + content_hash(key)[:24], task_id=ep.task.id, env_id=env_id,
-                      policy=policy.info.model_copy(update={"sampling": sampling}),
-                      messages=ep.history, steps=ep.steps, verdict=ep.verdict, seed=ep.job.seed,
-                      terminated=ep.terminated, truncated=ep.truncated)
+    return Trajectory(
+        id="tr-" + content_hash(key)[:24],
+        task_id=ep.task.id,
+        env_id=env_id,
+        policy=policy.info.model_copy(update={"sampling": sampling}),
+        messages=ep.history,
+        steps=ep.steps,
+        verdict=ep.verdict,
+        seed=ep.job.seed,
+        terminated=ep.terminated,
+        truncated=ep.truncated,
+    )
 
 
-ENV_IDS = {"general": "envsynth/General-v0", "code": "envsynth/CodeAgent-v0",
-           "search": "envsynth/Search-v0", "interpreter": "envsynth/Interpreter-v0"}
+ENV_IDS = {
+    "general": "envsynth/General-v0",
+    "code": "envsynth/CodeAgent-v0",
+    "search": "envsynth/Search-v0",
+    "interpreter": "envsynth/Interpreter-v0",
+}
 
 
-def estimate_difficulty(policy: Policy, tasks: Sequence[Task], samples: int, ks: Sequence[int], *,
-                        sampling: SamplingParams | None = None, concurrency: int = 64,
-                        max_turns: int | None = None,
-                        on_trajectory: Callable[[Trajectory], None] | None = None,
-                        ) -> dict[str, Difficulty]:
+def estimate_difficulty(
+    policy: Policy,
+    tasks: Sequence[Task],
+    samples: int,
+    ks: Sequence[int],
+    *,
+    sampling: SamplingParams | None = None,
+    concurrency: int = 64,
+    max_turns: int | None = None,
+    on_trajectory: Callable[[Trajectory], None] | None = None,
+) -> dict[str, Difficulty]:
     """Sample `samples` episodes per task and estimate pass@k for each k in `ks` (k ≤ samples).
 
     Infrastructure failures are not counted as samples. `max_turns` None keeps each
@@ -140,14 +190,26 @@ def estimate_difficulty(policy: Policy, tasks: Sequence[Task], samples: int, ks:
 
     for kind, group in by_kind.items():
         kwargs = {"max_turns": max_turns} if max_turns else {}
-        episodes = [EpisodeSpec({"task": t, **kwargs}, seed=s, sample=s)
-                    for t in group for s in range(samples)]
-        rollout(ENV_IDS[kind], policy, episodes, sampling=sampling, concurrency=concurrency,
-                on_done=record)
+        episodes = [
+            EpisodeSpec({"task": t, **kwargs}, seed=s, sample=s)
+            for t in group
+            for s in range(samples)
+        ]
+        rollout(
+            ENV_IDS[kind],
+            policy,
+            episodes,
+            sampling=sampling,
+            concurrency=concurrency,
+            on_done=record,
+        )
     out = {}
     for t in tasks:
         n, c = counted[t.id], successes[t.id]
-        out[t.id] = Difficulty(policy=f"{policy.info.name}:{policy.info.version}", samples=n,
-                               successes=c,
-                               pass_at={k: pass_at_k(n, c, k) for k in ks if k <= n})
+        out[t.id] = Difficulty(
+            policy=f"{policy.info.name}:{policy.info.version}",
+            samples=n,
+            successes=c,
+            pass_at={k: pass_at_k(n, c, k) for k in ks if k <= n},
+        )
     return out

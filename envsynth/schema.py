@@ -160,7 +160,15 @@ class Task(Contract):
         """Make a task whose id hashes its defining fields (not provenance or difficulty)."""
         defining = {
             k: fields[k]
-            for k in ("kind", "family", "env_id", "instruction", "system_prompt", "tools", "payload")
+            for k in (
+                "kind",
+                "family",
+                "env_id",
+                "instruction",
+                "system_prompt",
+                "tools",
+                "payload",
+            )
         }
         return cls(id="t-" + content_hash(defining)[:24], **fields)
 

@@ -21,7 +21,6 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Index,
-    Integer,
     String,
     Text,
     create_engine,
@@ -160,8 +159,10 @@ class Store:
         try:
             self.engine: Engine = create_engine(self.url)
         except (ArgumentError, NoSuchModuleError) as e:
-            raise StoreError(f"cannot use the database URL {self.url!r}: {e}. Use a file path "
-                             "or a SQLAlchemy URL such as postgresql+psycopg://…") from None
+            raise StoreError(
+                f"cannot use the database URL {self.url!r}: {e}. Use a file path "
+                "or a SQLAlchemy URL such as postgresql+psycopg://…"
+            ) from None
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         try:
@@ -187,17 +188,21 @@ class Store:
             keys = [c.name for c in table.__table__.primary_key.columns]  # type: ignore[attr-defined]
             stmt = insert(table)
             update = {c: stmt.excluded[c] for c in rows[0] if c not in keys}
-            stmt = stmt.on_conflict_do_update(index_elements=keys, set_=update) if update \
+            stmt = (
+                stmt.on_conflict_do_update(index_elements=keys, set_=update)
+                if update
                 else stmt.on_conflict_do_nothing(index_elements=keys)
+            )
             # Chunked: SQLite limits the number of bound parameters per statement.
             for i in range(0, len(rows), 200):
-                session.execute(stmt, list(rows[i:i + 200]))
+                session.execute(stmt, list(rows[i : i + 200]))
         else:
             for row in rows:
                 session.merge(table(**row))
 
-    def ensure_dataset(self, name: str, kind: str, config: dict[str, Any],
-                       overwrite: bool = True) -> None:
+    def ensure_dataset(
+        self, name: str, kind: str, config: dict[str, Any], overwrite: bool = True
+    ) -> None:
         """Record a dataset; with `overwrite=False` an existing record is left as it is."""
         with self._session() as s:
             existing = s.get(_Dataset, name)
@@ -211,8 +216,16 @@ class Store:
         with self._session() as s:
             existing = s.get(_Run, run_id)
             if existing is None:
-                s.add(_Run(id=run_id, pipeline=pipeline, dataset=dataset, config=_dumps(config),
-                           status="running", started_at=time.time()))
+                s.add(
+                    _Run(
+                        id=run_id,
+                        pipeline=pipeline,
+                        dataset=dataset,
+                        config=_dumps(config),
+                        status="running",
+                        started_at=time.time(),
+                    )
+                )
             else:
                 existing.status = "running"
 
@@ -238,16 +251,35 @@ class Store:
     ) -> None:
         """Write one unit of work and mark it done, all in one transaction."""
         with self._session() as s:
-            self._upsert(s, _Environment, [
-                {**e, "state": _dumps(e["state"])} for e in environments
-            ])
+            self._upsert(
+                s, _Environment, [{**e, "state": _dumps(e["state"])} for e in environments]
+            )
             self._upsert(s, _Task, [_task_row(t, rejection) for t, rejection in tasks])
-            self._upsert(s, _Validation, [
-                {"task_id": tid, "check": c.check, "expect_pass": c.expect_pass,
-                 "reward": c.reward, "reason": c.reason} for tid, c in checks
-            ])
-            self._upsert(s, _RunChunk, [{"run_id": run_id, "chunk": chunk,
-                                         "reports": _dumps([r.model_dump() for r in reports])}])
+            self._upsert(
+                s,
+                _Validation,
+                [
+                    {
+                        "task_id": tid,
+                        "check": c.check,
+                        "expect_pass": c.expect_pass,
+                        "reward": c.reward,
+                        "reason": c.reason,
+                    }
+                    for tid, c in checks
+                ],
+            )
+            self._upsert(
+                s,
+                _RunChunk,
+                [
+                    {
+                        "run_id": run_id,
+                        "chunk": chunk,
+                        "reports": _dumps([r.model_dump() for r in reports]),
+                    }
+                ],
+            )
 
     def put_tasks(self, tasks: Iterable[Task], rejection: str | None = None) -> int:
         rows = [_task_row(t, rejection) for t in tasks]
@@ -263,18 +295,35 @@ class Store:
                     row.accepted, row.rejection = False, rejection
 
     def put_trajectories(self, trajectories: Iterable[Trajectory]) -> int:
-        rows = [{"id": t.id, "task_id": t.task_id, "policy": t.policy.name,
-                 "reward": t.verdict.reward if t.verdict else None,
-                 "data": t.model_dump_json()} for t in trajectories]
+        rows = [
+            {
+                "id": t.id,
+                "task_id": t.task_id,
+                "policy": t.policy.name,
+                "reward": t.verdict.reward if t.verdict else None,
+                "data": t.model_dump_json(),
+            }
+            for t in trajectories
+        ]
         with self._session() as s:
             self._upsert(s, _Trajectory, rows)
         return len(rows)
 
     def put_audit(self, report: AuditReport) -> None:
         with self._session() as s:
-            self._upsert(s, _Audit, [{"id": report.id, "dataset": report.dataset,
-                                      "policy": report.policy, "created_at": report.created_at,
-                                      "data": report.model_dump_json()}])
+            self._upsert(
+                s,
+                _Audit,
+                [
+                    {
+                        "id": report.id,
+                        "dataset": report.dataset,
+                        "policy": report.policy,
+                        "created_at": report.created_at,
+                        "data": report.model_dump_json(),
+                    }
+                ],
+            )
 
     # ---- reads ------------------------------------------------------------------------
     def run_reports(self, run_id: str) -> list[StageReport]:
@@ -284,7 +333,9 @@ class Store:
             for raw in s.scalars(select(_RunChunk.reports).where(_RunChunk.run_id == run_id)):
                 for r in orjson.loads(raw):
                     rep = StageReport.model_validate(r)
-                    merged[rep.stage] = merged[rep.stage].merged(rep) if rep.stage in merged else rep
+                    merged[rep.stage] = (
+                        merged[rep.stage].merged(rep) if rep.stage in merged else rep
+                    )
         return list(merged.values())
 
     def runs(self, dataset: str | None = None) -> list[dict[str, Any]]:
@@ -292,19 +343,39 @@ class Store:
             q = select(_Run).order_by(_Run.started_at)
             if dataset:
                 q = q.where(_Run.dataset == dataset)
-            return [{"id": r.id, "pipeline": r.pipeline, "dataset": r.dataset, "status": r.status,
-                     "config": orjson.loads(r.config), "started_at": r.started_at,
-                     "finished_at": r.finished_at} for r in s.scalars(q)]
+            return [
+                {
+                    "id": r.id,
+                    "pipeline": r.pipeline,
+                    "dataset": r.dataset,
+                    "status": r.status,
+                    "config": orjson.loads(r.config),
+                    "started_at": r.started_at,
+                    "finished_at": r.finished_at,
+                }
+                for r in s.scalars(q)
+            ]
 
     def datasets(self) -> list[dict[str, Any]]:
         with Session(self.engine) as s:
             out = []
             for d in s.scalars(select(_Dataset).order_by(_Dataset.name)):
-                counts = dict(s.execute(
-                    select(_Task.accepted, func.count()).where(_Task.dataset == d.name)
-                    .group_by(_Task.accepted)).all())
-                out.append({"name": d.name, "kind": d.kind, "config": orjson.loads(d.config),
-                            "accepted": counts.get(True, 0), "rejected": counts.get(False, 0)})
+                counts = dict(
+                    s.execute(
+                        select(_Task.accepted, func.count())
+                        .where(_Task.dataset == d.name)
+                        .group_by(_Task.accepted)
+                    ).all()
+                )
+                out.append(
+                    {
+                        "name": d.name,
+                        "kind": d.kind,
+                        "config": orjson.loads(d.config),
+                        "accepted": counts.get(True, 0),
+                        "rejected": counts.get(False, 0),
+                    }
+                )
             return out
 
     def dataset_config(self, name: str) -> dict[str, Any]:
@@ -322,8 +393,9 @@ class Store:
                 raise NotFoundError(f"no task {task_id!r} in {self.url}")
             return Task.model_validate_json(row.data)
 
-    def task_ids(self, dataset: str | None = None, accepted: bool | None = True,
-                 family: str | None = None) -> list[str]:
+    def task_ids(
+        self, dataset: str | None = None, accepted: bool | None = True, family: str | None = None
+    ) -> list[str]:
         with Session(self.engine) as s:
             q = select(_Task.id).order_by(_Task.id)
             q = q.where(_Task.dataset == dataset) if dataset else q
@@ -334,17 +406,27 @@ class Store:
     def integrity_passed_ids(self, dataset: str) -> list[str]:
         """Tasks that passed integrity: accepted, or cut later by the pass@k filter."""
         with Session(self.engine) as s:
-            q = select(_Task.id).where(_Task.dataset == dataset).where(
-                _Task.accepted.is_(True) | (_Task.rejection == "passk_zero")).order_by(_Task.id)
+            q = (
+                select(_Task.id)
+                .where(_Task.dataset == dataset)
+                .where(_Task.accepted.is_(True) | (_Task.rejection == "passk_zero"))
+                .order_by(_Task.id)
+            )
             return list(s.scalars(q))
 
-    def iter_tasks(self, dataset: str | None = None, accepted: bool | None = True,
-                   batch: int = 500) -> Iterator[Task]:
+    def iter_tasks(
+        self, dataset: str | None = None, accepted: bool | None = True, batch: int = 500
+    ) -> Iterator[Task]:
         """Tasks in id order, read in batches so a large dataset never sits in memory at once."""
         last = ""
         while True:
             with Session(self.engine) as s:
-                q = select(_Task.id, _Task.data).where(_Task.id > last).order_by(_Task.id).limit(batch)
+                q = (
+                    select(_Task.id, _Task.data)
+                    .where(_Task.id > last)
+                    .order_by(_Task.id)
+                    .limit(batch)
+                )
                 q = q.where(_Task.dataset == dataset) if dataset else q
                 q = q.where(_Task.accepted == accepted) if accepted is not None else q
                 rows = s.execute(q).all()
@@ -356,10 +438,13 @@ class Store:
 
     def rejections(self, dataset: str) -> dict[str, int]:
         with Session(self.engine) as s:
-            return dict(s.execute(
-                select(_Task.rejection, func.count()).where(_Task.dataset == dataset,
-                                                             _Task.accepted.is_(False))
-                .group_by(_Task.rejection)).all())
+            return dict(
+                s.execute(
+                    select(_Task.rejection, func.count())
+                    .where(_Task.dataset == dataset, _Task.accepted.is_(False))
+                    .group_by(_Task.rejection)
+                ).all()
+            )
 
     def count_tasks(self, dataset: str | None = None, accepted: bool | None = True) -> int:
         with Session(self.engine) as s:
@@ -371,17 +456,33 @@ class Store:
     def count_environments(self, dataset: str) -> tuple[int, int]:
         """(environments, distinct toolsets) of a dataset."""
         with Session(self.engine) as s:
-            envs = s.scalar(select(func.count()).select_from(_Environment)
-                            .where(_Environment.dataset == dataset)) or 0
-            toolsets = s.scalar(select(func.count(func.distinct(_Environment.toolset_id)))
-                                .where(_Environment.dataset == dataset)) or 0
+            envs = (
+                s.scalar(
+                    select(func.count())
+                    .select_from(_Environment)
+                    .where(_Environment.dataset == dataset)
+                )
+                or 0
+            )
+            toolsets = (
+                s.scalar(
+                    select(func.count(func.distinct(_Environment.toolset_id))).where(
+                        _Environment.dataset == dataset
+                    )
+                )
+                or 0
+            )
             return int(envs), int(toolsets)
 
     def checks(self, task_id: str) -> list[IntegrityCheck]:
         with Session(self.engine) as s:
             rows = s.scalars(select(_Validation).where(_Validation.task_id == task_id))
-            return [IntegrityCheck(check=r.check, expect_pass=r.expect_pass, reward=r.reward,
-                                   reason=r.reason) for r in rows]
+            return [
+                IntegrityCheck(
+                    check=r.check, expect_pass=r.expect_pass, reward=r.reward, reason=r.reason
+                )
+                for r in rows
+            ]
 
     def trajectory(self, trajectory_id: str) -> Trajectory:
         with Session(self.engine) as s:
@@ -402,8 +503,12 @@ class Store:
 
     def latest_audit(self, dataset: str) -> AuditReport | None:
         with Session(self.engine) as s:
-            data = s.scalar(select(_Audit.data).where(_Audit.dataset == dataset)
-                            .order_by(_Audit.created_at.desc()).limit(1))
+            data = s.scalar(
+                select(_Audit.data)
+                .where(_Audit.dataset == dataset)
+                .order_by(_Audit.created_at.desc())
+                .limit(1)
+            )
             return AuditReport.model_validate_json(data) if data else None
 
     # ---- blobs ------------------------------------------------------------------------
@@ -426,6 +531,13 @@ class Store:
 
 
 def _task_row(task: Task, rejection: str | None) -> dict[str, Any]:
-    return {"id": task.id, "dataset": task.dataset, "kind": task.kind, "family": task.family,
-            "env_id": task.env_id, "accepted": rejection is None, "rejection": rejection,
-            "data": task.model_dump_json()}
+    return {
+        "id": task.id,
+        "dataset": task.dataset,
+        "kind": task.kind,
+        "family": task.family,
+        "env_id": task.env_id,
+        "accepted": rejection is None,
+        "rejection": rejection,
+        "data": task.model_dump_json(),
+    }

@@ -17,8 +17,9 @@ def register_envs() -> None:
     """Register every envsynth environment id with Gymnasium (idempotent)."""
     for env_id, entry_point in ENV_IDS.items():
         if env_id not in gymnasium.registry:
-            gymnasium.register(id=env_id, entry_point=entry_point,
-                               disable_env_checker=False, order_enforce=True)
+            gymnasium.register(
+                id=env_id, entry_point=entry_point, disable_env_checker=False, order_enforce=True
+            )
 
 
 register_envs()

@@ -27,9 +27,15 @@ class GeneralEnv(ToolEnv):
         render_mode: None or "ansi".
     """
 
-    def __init__(self, task: Task | dict[str, Any] | None = None, task_id: str | None = None,
-                 dataset: str | None = None, db: str | None = None, max_turns: int = MAX_TURNS,
-                 render_mode: str | None = None):
+    def __init__(
+        self,
+        task: Task | dict[str, Any] | None = None,
+        task_id: str | None = None,
+        dataset: str | None = None,
+        db: str | None = None,
+        max_turns: int = MAX_TURNS,
+        render_mode: str | None = None,
+    ):
         super().__init__(max_turns=max_turns, render_mode=render_mode)
         self.source = TaskSource("general", task=task, task_id=task_id, dataset=dataset, db=db)
         self.episode: Episode | None = None

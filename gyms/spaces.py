@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from gymnasium.spaces import Space
 
-_SAMPLE_ALPHABET = list("abcdefghijklmnopqrstuvwxyz ABCXYZ0123456789{}\":,.<>/_-éßπ中文🙂\n")
+_SAMPLE_ALPHABET = list('abcdefghijklmnopqrstuvwxyz ABCXYZ0123456789{}":,.<>/_-éßπ中文🙂\n')
 
 
 class UnicodeText(Space[str]):

@@ -27,8 +27,14 @@ class TaskSource:
         db: store path or SQLAlchemy URL; `ENVSYNTH_DB` or ./envsynth.db by default.
     """
 
-    def __init__(self, kind: str, task: Task | dict[str, Any] | None = None,
-                 task_id: str | None = None, dataset: str | None = None, db: str | None = None):
+    def __init__(
+        self,
+        kind: str,
+        task: Task | dict[str, Any] | None = None,
+        task_id: str | None = None,
+        dataset: str | None = None,
+        db: str | None = None,
+    ):
         if sum(x is not None for x in (task, task_id, dataset)) != 1:
             raise ConfigError("give exactly one of task=, task_id= or dataset= (with db=)")
         self.kind, self.db = kind, db

@@ -41,15 +41,25 @@ def parse_action(action: Action, turn: int) -> Message:
             if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
                 raise ChatFormatError(f"tool call {i + 1} has no function name")
             args = fn.get("arguments", "{}")
-            calls.append(ToolCall(id=str(c.get("id") or f"call_{turn}_{i}"), name=fn["name"],
-                                  arguments=args if isinstance(args, str) else orjson.dumps(args).decode()))
+            calls.append(
+                ToolCall(
+                    id=str(c.get("id") or f"call_{turn}_{i}"),
+                    name=fn["name"],
+                    arguments=args if isinstance(args, str) else orjson.dumps(args).decode(),
+                )
+            )
         try:
-            return Message(role="assistant", content=action.get("content") or "",
-                           reasoning=action.get("reasoning") or action.get("reasoning_content"),
-                           tool_calls=calls or None)
+            return Message(
+                role="assistant",
+                content=action.get("content") or "",
+                reasoning=action.get("reasoning") or action.get("reasoning_content"),
+                tool_calls=calls or None,
+            )
         except ValidationError as e:
             raise ChatFormatError(f"not an assistant message: {e.errors()[0]['msg']}") from None
-    raise ChatFormatError(f"an action must be text, a dict or a Message, not {type(action).__name__}")
+    raise ChatFormatError(
+        f"an action must be text, a dict or a Message, not {type(action).__name__}"
+    )
 
 
 def _dump(messages: Sequence[Message]) -> str:
@@ -99,23 +109,33 @@ class ToolEnv(gym.Env[str, Action]):
         raise NotImplementedError
 
     # ---- the loop ---------------------------------------------------------------------
-    def reset(self, *, seed: int | None = None,
-              options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[str, dict[str, Any]]:
         super().reset(seed=seed)
         task = self._select_task(seed, options or {})
         self.task = task
         self._start(task)
-        self.messages = [Message(role="system", content=task.system_prompt),
-                         Message(role="user", content=task.instruction)]
+        self.messages = [
+            Message(role="system", content=task.system_prompt),
+            Message(role="user", content=task.instruction),
+        ]
         self.turns, self.done = 0, False
-        info = {"task_id": task.id, "env_id": task.env_id, "kind": task.kind,
-                "family": task.family, "system_prompt": task.system_prompt,
-                "tools": [t.openai_schema() for t in task.tools]}
+        info = {
+            "task_id": task.id,
+            "env_id": task.env_id,
+            "kind": task.kind,
+            "family": task.family,
+            "system_prompt": task.system_prompt,
+            "tools": [t.openai_schema() for t in task.tools],
+        }
         return _dump(self.messages), info
 
     def step(self, action: Action) -> tuple[str, float, bool, bool, dict[str, Any]]:
         if self.done or self.task is None:
-            raise gym.error.ResetNeeded("call reset() before step(), and again after an episode ends")
+            raise gym.error.ResetNeeded(
+                "call reset() before step(), and again after an episode ends"
+            )
         self.turns += 1
         try:
             message = parse_action(action, self.turns)
@@ -134,8 +154,9 @@ class ToolEnv(gym.Env[str, Action]):
             content = f"Error: {e}"
         return Message(role="tool", content=content, tool_call_id=call.id, name=call.name)
 
-    def _after(self, new: list[Message], *, submitted: bool, ended: bool,
-               format_error: bool) -> tuple[str, float, bool, bool, dict[str, Any]]:
+    def _after(
+        self, new: list[Message], *, submitted: bool, ended: bool, format_error: bool
+    ) -> tuple[str, float, bool, bool, dict[str, Any]]:
         self.messages.extend(new)
         terminated = submitted or ended
         truncated = not terminated and self.turns >= self.max_turns
@@ -145,8 +166,11 @@ class ToolEnv(gym.Env[str, Action]):
             self.done = True
             verdict = self._safe_grade()
             reward = verdict.reward
-            info.update(verdict=verdict.model_dump(), reward_components=verdict.components,
-                        infra_error=verdict.infra_error)
+            info.update(
+                verdict=verdict.model_dump(),
+                reward_components=verdict.components,
+                infra_error=verdict.infra_error,
+            )
         return _dump(new), reward, terminated, truncated, info
 
     def _safe_grade(self) -> Verdict:
@@ -156,11 +180,15 @@ class ToolEnv(gym.Env[str, Action]):
             return self._grade()
         except Exception as e:  # noqa: BLE001
             log.exception("verifier failed on task %s", self.task.id if self.task else "?")
-            return Verdict(reward=0.0, reason=f"verifier error: {type(e).__name__}: {e}",
-                           infra_error=True)
+            return Verdict(
+                reward=0.0, reason=f"verifier error: {type(e).__name__}: {e}", infra_error=True
+            )
 
     def render(self) -> str | None:
         if self.render_mode != "ansi":
             return None
-        return "\n".join(f"[{m.role}] {m.content}" + "".join(
-            f"\n  -> {c.name}({c.arguments})" for c in m.tool_calls or ()) for m in self.messages)
+        return "\n".join(
+            f"[{m.role}] {m.content}"
+            + "".join(f"\n  -> {c.name}({c.arguments})" for c in m.tool_calls or ())
+            for m in self.messages
+        )

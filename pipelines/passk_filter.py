@@ -34,11 +34,12 @@ class PassKConfig(BaseModel):
     chunk_size: int = Field(100, ge=1)
 
 
-def run_passk_filter(store: Store, run_id: str, dataset: str, config: PassKConfig,
-                     progress: Any = None) -> None:
+def run_passk_filter(
+    store: Store, run_id: str, dataset: str, config: PassKConfig, progress: Any = None
+) -> None:
     policy = make_policy(config.policy, **config.policy_args)
     ids = store.integrity_passed_ids(dataset)
-    chunks = [ids[i:i + config.chunk_size] for i in range(0, len(ids), config.chunk_size)]
+    chunks = [ids[i : i + config.chunk_size] for i in range(0, len(ids), config.chunk_size)]
     tag = content_hash([config.model_dump(exclude={"concurrency", "chunk_size"})])[:12]
     done = store.done_chunks(run_id)
     for n, chunk in enumerate(chunks):
@@ -46,14 +47,20 @@ def run_passk_filter(store: Store, run_id: str, dataset: str, config: PassKConfi
         if chunk_id not in done:
             t0 = time.perf_counter()
             tasks = [store.task(i) for i in chunk]
-            difficulty = estimate_difficulty(policy, tasks, config.k, [1, config.k],
-                                             concurrency=config.concurrency,
-                                             max_turns=config.max_turns)
+            difficulty = estimate_difficulty(
+                policy,
+                tasks,
+                config.k,
+                [1, config.k],
+                concurrency=config.concurrency,
+                max_turns=config.max_turns,
+            )
             report = StageReport(stage="passk", items_in=len(tasks))
             rows = []
             for t in tasks:
-                d = difficulty[t.id].model_copy(update={"knobs": t.payload.knobs
-                                                        if hasattr(t.payload, "knobs") else {}})
+                d = difficulty[t.id].model_copy(
+                    update={"knobs": t.payload.knobs if hasattr(t.payload, "knobs") else {}}
+                )
                 solved = d.pass_at.get(config.k, 0.0) > 0
                 report.items_out += solved
                 if not solved:

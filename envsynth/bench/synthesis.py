@@ -30,7 +30,9 @@ class BareEnv(gymnasium.Env[str, Any]):
         self.observation_space = UnicodeText()
         self.action_space = UnicodeText()
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[str, dict[str, Any]]:
         super().reset(seed=seed)
         return "", {}
 
@@ -62,8 +64,13 @@ def measure_generation(envs: int, workers: int | None) -> dict[str, float]:
         run_general(cfg, store)
         seconds = time.perf_counter() - t0
         n_envs, toolsets = store.count_environments(cfg.dataset)
-        return {"seconds": seconds, "tasks": store.count_tasks(cfg.dataset), "envs": n_envs,
-                "toolsets": toolsets, "workers": cfg.workers}
+        return {
+            "seconds": seconds,
+            "tasks": store.count_tasks(cfg.dataset),
+            "envs": n_envs,
+            "toolsets": toolsets,
+            "workers": cfg.workers,
+        }
 
 
 def measure_step_overhead(steps: int) -> dict[str, tuple[float, float]]:
@@ -71,10 +78,14 @@ def measure_step_overhead(steps: int) -> dict[str, tuple[float, float]]:
     from pipelines.general.episode import Episode
     from pipelines.general.synthesize import build_environment, make_plan
 
-    task = next(c.task for c in build_environment(make_plan(1, ["retail_ops"], 0)[0], "bench").candidates)
+    task = next(
+        c.task for c in build_environment(make_plan(1, ["retail_ops"], 0)[0], "bench").candidates
+    )
     call = task.payload.reference[0]  # a read-only lookup: find_customer
-    action = {"content": "", "tool_calls": [{"id": "c", "function": {"name": call.name,
-                                                                      "arguments": call.arguments}}]}
+    action = {
+        "content": "",
+        "tool_calls": [{"id": "c", "function": {"name": call.name, "arguments": call.arguments}}],
+    }
     env = make_env("envsynth/General-v0", task=task, max_turns=10**9)
     env.reset(seed=0)
     env_step = _timed(lambda: env.step(action), steps)
@@ -86,14 +97,19 @@ def measure_step_overhead(steps: int) -> dict[str, tuple[float, float]]:
         orjson.dumps(result)
 
     tool_work = _timed(bare_tool, steps)
-    gymnasium.register("envsynth-bench/Bare-v0", entry_point=BareEnv) \
-        if "envsynth-bench/Bare-v0" not in gymnasium.registry else None
+    gymnasium.register(
+        "envsynth-bench/Bare-v0", entry_point=BareEnv
+    ) if "envsynth-bench/Bare-v0" not in gymnasium.registry else None
     bare = gymnasium.make("envsynth-bench/Bare-v0")
     bare.reset(seed=0)
     bare_step = _timed(lambda: bare.step(""), steps)
     overhead = [s - w for s, w in zip(sorted(env_step), sorted(tool_work), strict=True)]
-    return {"bare gymnasium env step": _p(bare_step), "General-v0 step": _p(env_step),
-            "tool's own work": _p(tool_work), "overhead (step − tool)": _p(overhead)}
+    return {
+        "bare gymnasium env step": _p(bare_step),
+        "General-v0 step": _p(env_step),
+        "tool's own work": _p(tool_work),
+        "overhead (step − tool)": _p(overhead),
+    }
 
 
 def run_bench(envs: int = 1850, steps: int = 20000, workers: int | None = None) -> Table:
@@ -102,11 +118,18 @@ def run_bench(envs: int = 1850, steps: int = 20000, workers: int | None = None) 
     table = Table(title="envsynth bench synthesis")
     for col in ("measure", "value", "baseline / target", "ratio"):
         table.add_column(col)
-    table.add_row(f"generate + verify {envs} envs ({gen['workers']} workers)",
-                  f"{gen['seconds']:.1f} s", f"target ≤ {TARGET_GENERATION_S:.0f} s",
-                  f"{gen['seconds'] / TARGET_GENERATION_S:.2f}× of budget")
-    table.add_row("  accepted tasks / environments / toolsets",
-                  f"{gen['tasks']:.0f} / {gen['envs']:.0f} / {gen['toolsets']:.0f}", "≥ 4400 / 1800 / 100", "")
+    table.add_row(
+        f"generate + verify {envs} envs ({gen['workers']} workers)",
+        f"{gen['seconds']:.1f} s",
+        f"target ≤ {TARGET_GENERATION_S:.0f} s",
+        f"{gen['seconds'] / TARGET_GENERATION_S:.2f}× of budget",
+    )
+    table.add_row(
+        "  accepted tasks / environments / toolsets",
+        f"{gen['tasks']:.0f} / {gen['envs']:.0f} / {gen['toolsets']:.0f}",
+        "≥ 4400 / 1800 / 100",
+        "",
+    )
     bare_med = step["bare gymnasium env step"][0]
     for name, (med, p95) in step.items():
         ratio = f"{med / bare_med:.1f}× bare" if name != "bare gymnasium env step" else "1.0×"

@@ -95,11 +95,16 @@ class RandomPolicy:
 def _sample_object(rng: random.Random, schema: dict[str, Any], seen: list[str]) -> dict[str, Any]:
     props = schema.get("properties", {})
     required = set(schema.get("required", []))
-    return {k: _sample(rng, s, seen, schema.get("$defs", {})) for k, s in props.items()
-            if k in required or rng.random() < 0.5}
+    return {
+        k: _sample(rng, s, seen, schema.get("$defs", {}))
+        for k, s in props.items()
+        if k in required or rng.random() < 0.5
+    }
 
 
-def _sample(rng: random.Random, schema: dict[str, Any], seen: list[str], defs: dict[str, Any]) -> Any:
+def _sample(
+    rng: random.Random, schema: dict[str, Any], seen: list[str], defs: dict[str, Any]
+) -> Any:
     if "$ref" in schema:
         schema = defs.get(schema["$ref"].rsplit("/", 1)[-1], {})
     if "enum" in schema:
@@ -115,7 +120,9 @@ def _sample(rng: random.Random, schema: dict[str, Any], seen: list[str], defs: d
         ints = [int(n) for n in numbers if n == int(n)]
         return rng.choice(ints) if ints and rng.random() < 0.8 else rng.randint(0, 10)
     if kind == "number":
-        return rng.choice(numbers) if numbers and rng.random() < 0.8 else round(rng.uniform(0, 100), 2)
+        return (
+            rng.choice(numbers) if numbers and rng.random() < 0.8 else round(rng.uniform(0, 100), 2)
+        )
     if kind == "boolean":
         return rng.random() < 0.5
     if kind == "null":

@@ -28,9 +28,14 @@ def to_openai_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
     for m in messages:
         d: dict[str, Any] = {"role": m.role, "content": m.content}
         if m.tool_calls:
-            d["tool_calls"] = [{"id": c.id, "type": "function",
-                                "function": {"name": c.name, "arguments": c.arguments}}
-                               for c in m.tool_calls]
+            d["tool_calls"] = [
+                {
+                    "id": c.id,
+                    "type": "function",
+                    "function": {"name": c.name, "arguments": c.arguments},
+                }
+                for c in m.tool_calls
+            ]
         if m.tool_call_id:
             d["tool_call_id"] = m.tool_call_id
         if m.name:
@@ -42,12 +47,21 @@ def to_openai_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
 def from_openai_choice(choice: dict[str, Any]) -> PolicyOutput:
     """One `choices[i]` of a reply → our Message plus the logprobs the server returned."""
     msg = choice.get("message") or {}
-    calls = [ToolCall(id=c.get("id") or f"call_{i}", name=c["function"]["name"],
-                      arguments=c["function"].get("arguments") or "{}")
-             for i, c in enumerate(msg.get("tool_calls") or [])]
+    calls = [
+        ToolCall(
+            id=c.get("id") or f"call_{i}",
+            name=c["function"]["name"],
+            arguments=c["function"].get("arguments") or "{}",
+        )
+        for i, c in enumerate(msg.get("tool_calls") or [])
+    ]
     reasoning = msg.get("reasoning_content") or msg.get("reasoning")
-    message = Message(role="assistant", content=msg.get("content") or "",
-                      reasoning=reasoning, tool_calls=calls or None)
+    message = Message(
+        role="assistant",
+        content=msg.get("content") or "",
+        reasoning=reasoning,
+        tool_calls=calls or None,
+    )
     logprobs = None
     content = (choice.get("logprobs") or {}).get("content")
     if content:
@@ -69,13 +83,23 @@ class OpenAIPolicy:
         logprobs: ask the server for token logprobs.
     """
 
-    def __init__(self, base_url: str | None = None, model: str | None = None,
-                 api_key: str | None = None, timeout: float = 60.0, retries: int = 4,
-                 concurrency: int = 16, logprobs: bool = False, backoff: float = 0.5):
+    def __init__(
+        self,
+        base_url: str | None = None,
+        model: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        retries: int = 4,
+        concurrency: int = 16,
+        logprobs: bool = False,
+        backoff: float = 0.5,
+    ):
         base_url = base_url or os.environ.get("OPENAI_BASE_URL")
         if not base_url:
-            raise PolicyError("the openai policy needs base_url= (or OPENAI_BASE_URL), "
-                              "e.g. http://127.0.0.1:8000/v1")
+            raise PolicyError(
+                "the openai policy needs base_url= (or OPENAI_BASE_URL), "
+                "e.g. http://127.0.0.1:8000/v1"
+            )
         self.base_url = base_url.rstrip("/")
         self.model = model or os.environ.get("ENVSYNTH_MODEL", "default")
         self.api_key = api_key or os.environ.get("OPENAI_API_KEY")
@@ -86,15 +110,20 @@ class OpenAIPolicy:
     async def agenerate(self, requests: Sequence[PolicyRequest]) -> list[PolicyOutput]:
         limit = asyncio.Semaphore(self.concurrency)
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        async with httpx.AsyncClient(base_url=self.base_url, headers=headers,
-                                     timeout=self.timeout) as client:
+        async with httpx.AsyncClient(
+            base_url=self.base_url, headers=headers, timeout=self.timeout
+        ) as client:
             return list(await asyncio.gather(*(self._one(client, limit, r) for r in requests)))
 
     def body(self, request: PolicyRequest) -> dict[str, Any]:
         s: SamplingParams = request.sampling
-        body: dict[str, Any] = {"model": self.model, "messages": to_openai_messages(request.messages),
-                                "temperature": s.temperature, "top_p": s.top_p,
-                                "max_tokens": s.max_tokens}
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": to_openai_messages(request.messages),
+            "temperature": s.temperature,
+            "top_p": s.top_p,
+            "max_tokens": s.max_tokens,
+        }
         if s.seed is not None:
             body["seed"] = s.seed
         if request.tools:
@@ -103,8 +132,9 @@ class OpenAIPolicy:
             body["logprobs"] = True
         return body
 
-    async def _one(self, client: httpx.AsyncClient, limit: asyncio.Semaphore,
-                   request: PolicyRequest) -> PolicyOutput:
+    async def _one(
+        self, client: httpx.AsyncClient, limit: asyncio.Semaphore, request: PolicyRequest
+    ) -> PolicyOutput:
         body = self.body(request)
         last_error = ""
         for attempt in range(self.retries + 1):
@@ -120,12 +150,16 @@ class OpenAIPolicy:
                 last_error = f"HTTP {reply.status_code}: {reply.text[:200]}"
                 continue
             if reply.status_code != 200:
-                raise PolicyError(f"{self.base_url} answered HTTP {reply.status_code}: "
-                                  f"{reply.text[:500]}")
+                raise PolicyError(
+                    f"{self.base_url} answered HTTP {reply.status_code}: {reply.text[:500]}"
+                )
             try:
                 return from_openai_choice(reply.json()["choices"][0])
             except (ValueError, KeyError, IndexError, TypeError) as e:
-                raise PolicyError(f"{self.base_url} sent a reply that is not a chat completion: "
-                                  f"{e!r}: {reply.text[:300]}") from None
-        raise PolicyError(f"{self.base_url}: gave up after {self.retries + 1} attempts; "
-                          f"last error: {last_error}")
+                raise PolicyError(
+                    f"{self.base_url} sent a reply that is not a chat completion: "
+                    f"{e!r}: {reply.text[:300]}"
+                ) from None
+        raise PolicyError(
+            f"{self.base_url}: gave up after {self.retries + 1} attempts; last error: {last_error}"
+        )

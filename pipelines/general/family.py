@@ -93,7 +93,9 @@ def check_state_hash(final_state: State, goal: Mapping[str, Any]) -> Verdict:
     return Verdict(
         reward=1.0 if ok else 0.0,
         components={"state_match": float(ok)},
-        reason="final state matches the reference" if ok else "final state differs from the reference",
+        reason="final state matches the reference"
+        if ok
+        else "final state differs from the reference",
     )
 
 
@@ -133,12 +135,19 @@ class Family:
         """The reference solution: tool calls ending with `submit`, using only `variant`'s tools."""
         raise NotImplementedError
 
-    def verify(self, final_state: State, answer: Mapping[str, Any] | None, goal: Mapping[str, Any]) -> Verdict:
+    def verify(
+        self, final_state: State, answer: Mapping[str, Any] | None, goal: Mapping[str, Any]
+    ) -> Verdict:
         """A small pure function of the final state and the submitted answer."""
         raise NotImplementedError
 
     def perturb(
-        self, rng: random.Random, state: State, draft: TaskDraft, reference: list[Call], variant: Variant
+        self,
+        rng: random.Random,
+        state: State,
+        draft: TaskDraft,
+        reference: list[Call],
+        variant: Variant,
     ) -> dict[str, list[Call]]:
         """Near-miss solutions that must fail. At least `constraint_broken` and `wrong_value`."""
         raise NotImplementedError
@@ -167,13 +176,17 @@ class Family:
     def tool_specs(self, variant: Variant) -> list[ToolSpec]:
         return [t.spec for t in self.toolset(variant).values()]
 
-    def config_for(self, variant: Variant, overrides: Mapping[str, Any] | None = None) -> FamilyConfig:
+    def config_for(
+        self, variant: Variant, overrides: Mapping[str, Any] | None = None
+    ) -> FamilyConfig:
         """The variant's config, with user overrides on top; a bad value raises `ConfigError`."""
         values = {**variant.overrides, **(overrides or {})}
         try:
             return self.config_model(**values)
         except ValidationError as e:
-            raise ConfigError(f"invalid config for family {self.name}/{variant.name}: {e}") from None
+            raise ConfigError(
+                f"invalid config for family {self.name}/{variant.name}: {e}"
+            ) from None
 
     def check_definition(self) -> None:
         """Raise `ConfigError` if the family's declarations are inconsistent."""

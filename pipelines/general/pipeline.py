@@ -19,15 +19,15 @@ from envsynth.ids import content_hash
 from envsynth.schema import StageReport
 from envsynth.store import Store
 from pipelines.general.family import load_families
-from pipelines.passk_filter import PassKConfig, run_passk_filter
 from pipelines.general.synthesize import PIPELINE, EnvPlan, build_environment, make_plan
+from pipelines.passk_filter import PassKConfig, run_passk_filter
 
 Progress = Callable[[str, int, int], None]
 """progress(stage, done, total)"""
 
 
 class GeneralConfig(BaseModel):
-    """What defines a general dataset. Everything but `workers` and `chunk_size` goes in the run id."""
+    """What defines a general dataset; all but `workers` and `chunk_size` make the run id."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -44,8 +44,9 @@ class GeneralConfig(BaseModel):
         return self.model_dump(exclude={"workers", "chunk_size", "passk"})
 
 
-def _build_chunk(plans: Sequence[EnvPlan], dataset: str,
-                 overrides: dict[str, dict[str, Any]]) -> tuple[list[Any], list[StageReport]]:
+def _build_chunk(
+    plans: Sequence[EnvPlan], dataset: str, overrides: dict[str, dict[str, Any]]
+) -> tuple[list[Any], list[StageReport]]:
     generate, integrity = StageReport(stage="generate"), StageReport(stage="integrity")
     built = []
     t0 = time.perf_counter()
@@ -87,7 +88,7 @@ def run_general(config: GeneralConfig, store: Store, progress: Progress | None =
     store.ensure_dataset(config.dataset, "general", config.defining())
     store.start_run(run_id, PIPELINE, config.dataset, config.model_dump())
     plan = make_plan(config.envs, config.families, config.seed)
-    chunks = [plan[i:i + config.chunk_size] for i in range(0, len(plan), config.chunk_size)]
+    chunks = [plan[i : i + config.chunk_size] for i in range(0, len(plan), config.chunk_size)]
     done = store.done_chunks(run_id)
     todo = [c for c in chunks if _chunk_id(c) not in done]
     finished = len(chunks) - len(todo)
@@ -96,9 +97,17 @@ def run_general(config: GeneralConfig, store: Store, progress: Progress | None =
 
     def write(plans: Sequence[EnvPlan], built: list[Any], reports: list[StageReport]) -> None:
         nonlocal finished
-        envs = [{"id": b.env_id, "dataset": config.dataset, "family": b.plan.family,
-                 "variant": b.plan.variant, "toolset_id": b.toolset_id, "state": b.state}
-                for b in built]
+        envs = [
+            {
+                "id": b.env_id,
+                "dataset": config.dataset,
+                "family": b.plan.family,
+                "variant": b.plan.variant,
+                "toolset_id": b.toolset_id,
+                "state": b.state,
+            }
+            for b in built
+        ]
         tasks = [(c.task, c.rejection) for b in built for c in b.candidates]
         checks = [(c.task.id, chk) for b in built for c in b.candidates for chk in c.checks]
         store.write_chunk(run_id, _chunk_id(plans), reports, envs, tasks, checks)
@@ -108,7 +117,9 @@ def run_general(config: GeneralConfig, store: Store, progress: Progress | None =
 
     if config.workers > 1 and len(todo) > 1:
         with ProcessPoolExecutor(config.workers) as pool:
-            futures = [(c, pool.submit(_build_chunk, c, config.dataset, config.overrides)) for c in todo]
+            futures = [
+                (c, pool.submit(_build_chunk, c, config.dataset, config.overrides)) for c in todo
+            ]
             for plans, fut in futures:
                 write(plans, *fut.result())
     else:

@@ -13,8 +13,8 @@ from typing import Any
 
 from envsynth.ids import content_hash
 from envsynth.schema import GeneralTask, IntegrityCheck, Provenance, Task, ToolCall
-from pipelines.general.family import FAMILIES, Call, Family, TaskDraft, load_families, state_digest
 from pipelines.general.episode import run_calls
+from pipelines.general.family import Call, Family, TaskDraft, load_families, state_digest
 
 PIPELINE = "general"
 PIPELINE_VERSION = "1"
@@ -70,8 +70,10 @@ def make_plan(envs: int, families: Sequence[str] | None, seed: int) -> list[EnvP
 def to_tool_calls(calls: Sequence[Call]) -> list[ToolCall]:
     from envsynth.ids import canonical_json
 
-    return [ToolCall(id=f"call_{i}", name=c.name, arguments=canonical_json(dict(c.arguments)).decode())
-            for i, c in enumerate(calls)]
+    return [
+        ToolCall(id=f"call_{i}", name=c.name, arguments=canonical_json(dict(c.arguments)).decode())
+        for i, c in enumerate(calls)
+    ]
 
 
 def from_tool_calls(calls: Sequence[ToolCall]) -> list[Call]:
@@ -80,8 +82,9 @@ def from_tool_calls(calls: Sequence[ToolCall]) -> list[Call]:
     return [Call(c.name, orjson.loads(c.arguments)) for c in calls]
 
 
-def build_environment(plan: EnvPlan, dataset: str,
-                      overrides: dict[str, dict[str, Any]] | None = None) -> BuiltEnvironment:
+def build_environment(
+    plan: EnvPlan, dataset: str, overrides: dict[str, dict[str, Any]] | None = None
+) -> BuiltEnvironment:
     """Generate one environment's state and one task per difficulty level, each checked."""
     family = load_families().get(plan.family)
     variant = family.variant(plan.variant)
@@ -103,14 +106,30 @@ def build_environment(plan: EnvPlan, dataset: str,
     return built
 
 
-def _check(family: Family, plan: EnvPlan, dataset: str, env_id: str, config: dict[str, Any],
-           state: dict[str, Any], draft: TaskDraft, rng: random.Random, level: int) -> Candidate:
+def _check(
+    family: Family,
+    plan: EnvPlan,
+    dataset: str,
+    env_id: str,
+    config: dict[str, Any],
+    state: dict[str, Any],
+    draft: TaskDraft,
+    rng: random.Random,
+    level: int,
+) -> Candidate:
     variant = family.variant(plan.variant)
     reference = family.solve(state, draft, variant)
     goal = dict(draft.goal)
-    payload = GeneralTask(family=family.name, family_version=family.version, variant=variant.name,
-                          config=config, state=state, goal=goal, reference=to_tool_calls(reference),
-                          knobs={**draft.knobs, "level": level})
+    payload = GeneralTask(
+        family=family.name,
+        family_version=family.version,
+        variant=variant.name,
+        config=config,
+        state=state,
+        goal=goal,
+        reference=to_tool_calls(reference),
+        knobs={**draft.knobs, "level": level},
+    )
     if draft.hash_tables is not None:
         # Graded by the final state: replay the reference on a fresh copy to learn its hash.
         from pipelines.general.episode import Episode
@@ -122,26 +141,42 @@ def _check(family: Family, plan: EnvPlan, dataset: str, env_id: str, config: dic
         goal["state_hash"] = state_digest(episode.state, draft.hash_tables)
         payload = payload.model_copy(update={"goal": goal})
     task = Task.build(
-        kind="general", family=family.name, env_id=env_id, dataset=dataset,
-        instruction=draft.instruction, system_prompt=SYSTEM_PROMPT,
-        tools=family.tool_specs(variant), payload=payload,
-        provenance=Provenance(pipeline=PIPELINE, version=PIPELINE_VERSION, seed=plan.seed,
-                              sources=[f"synthesized:{family.name}/{variant.name}"],
-                              licenses=[family.license]),
+        kind="general",
+        family=family.name,
+        env_id=env_id,
+        dataset=dataset,
+        instruction=draft.instruction,
+        system_prompt=SYSTEM_PROMPT,
+        tools=family.tool_specs(variant),
+        payload=payload,
+        provenance=Provenance(
+            pipeline=PIPELINE,
+            version=PIPELINE_VERSION,
+            seed=plan.seed,
+            sources=[f"synthesized:{family.name}/{variant.name}"],
+            licenses=[family.license],
+        ),
     )
     perturbed = family.perturb(rng, state, draft, reference, variant)
-    runs: list[tuple[str, bool, list[Call]]] = [("reference", True, reference), ("noop", False, [Call("submit")])]
+    runs: list[tuple[str, bool, list[Call]]] = [
+        ("reference", True, reference),
+        ("noop", False, [Call("submit")]),
+    ]
     runs += [(f"perturbed:{name}", False, calls) for name, calls in perturbed.items()]
     checks = []
     for name, expect_pass, calls in runs:
         verdict = run_calls(payload, calls)
-        checks.append(IntegrityCheck(check=name, expect_pass=expect_pass, reward=verdict.reward,
-                                     reason=verdict.reason))
+        checks.append(
+            IntegrityCheck(
+                check=name, expect_pass=expect_pass, reward=verdict.reward, reason=verdict.reason
+            )
+        )
     return Candidate(task, checks, _rejection(checks, perturbed, reference))
 
 
-def _rejection(checks: list[IntegrityCheck], perturbed: dict[str, list[Call]],
-               reference: list[Call]) -> str | None:
+def _rejection(
+    checks: list[IntegrityCheck], perturbed: dict[str, list[Call]], reference: list[Call]
+) -> str | None:
     if len(reference) > MAX_TURNS:
         return "reference_exceeds_turn_budget"
     missing = [p for p in REQUIRED_PERTURBATIONS if p not in perturbed]

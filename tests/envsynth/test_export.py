@@ -46,8 +46,14 @@ def test_garbage_lines_import_nothing(store: Store, tmp_path: Path) -> None:
     tampered["instruction"] += " (edited)"
     missing = orjson.loads(lines[2])
     del missing["payload"]
-    bad = [lines[0], orjson.dumps(tampered), b"{not json", orjson.dumps(missing), b"[1, 2]",
-           lines[3]]
+    bad = [
+        lines[0],
+        orjson.dumps(tampered),
+        b"{not json",
+        orjson.dumps(missing),
+        b"[1, 2]",
+        lines[3],
+    ]
     (tmp_path / "bad.jsonl").write_bytes(b"\n".join(bad) + b"\n")
     target = Store(tmp_path / "target.db")
     target.put_tasks([store.task(store.task_ids("general")[5])])

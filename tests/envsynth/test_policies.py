@@ -30,13 +30,29 @@ class FakeLLM:
         self.lock = threading.Lock()
 
     def reply(self, body: dict[str, Any]) -> dict[str, Any]:
-        call = {"id": "call_x", "type": "function",
-                "function": {"name": "submit", "arguments": "{}"}}
-        return {"id": "c", "object": "chat.completion", "model": body["model"],
-                "choices": [{"index": 0, "finish_reason": "tool_calls",
-                             "message": {"role": "assistant", "content": "ok",
-                                         "reasoning_content": "hmm", "tool_calls": [call]},
-                             "logprobs": {"content": [{"token": "ok", "logprob": -0.5}]}}]}
+        call = {
+            "id": "call_x",
+            "type": "function",
+            "function": {"name": "submit", "arguments": "{}"},
+        }
+        return {
+            "id": "c",
+            "object": "chat.completion",
+            "model": body["model"],
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "tool_calls",
+                    "message": {
+                        "role": "assistant",
+                        "content": "ok",
+                        "reasoning_content": "hmm",
+                        "tool_calls": [call],
+                    },
+                    "logprobs": {"content": [{"token": "ok", "logprob": -0.5}]},
+                }
+            ],
+        }
 
 
 @pytest.fixture()
@@ -59,8 +75,11 @@ def llm() -> Iterator[tuple[FakeLLM, str]]:
             with state.lock:
                 state.in_flight -= 1
             status = 503 if failing else state.status
-            data = state.raw if state.raw is not None and not failing else \
-                json.dumps(state.reply(body)).encode()
+            data = (
+                state.raw
+                if state.raw is not None and not failing
+                else json.dumps(state.reply(body)).encode()
+            )
             try:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -80,9 +99,11 @@ def llm() -> Iterator[tuple[FakeLLM, str]]:
 def _request() -> PolicyRequest:
     from envsynth.schema import ToolSpec
 
-    return PolicyRequest(messages=[Message(role="user", content="hi")],
-                         tools=[ToolSpec(name="submit", description="end")],
-                         sampling=SamplingParams(temperature=0.3, seed=7))
+    return PolicyRequest(
+        messages=[Message(role="user", content="hi")],
+        tools=[ToolSpec(name="submit", description="end")],
+        sampling=SamplingParams(temperature=0.3, seed=7),
+    )
 
 
 def test_openai_round_trip(llm: tuple[FakeLLM, str]) -> None:
@@ -147,8 +168,11 @@ def test_random_policy_calls_are_schema_valid(store: Any) -> None:
     tasks: list[Task] = [store.task(t) for t in store.task_ids("general")[:40]]
     policy = make_policy("random", submit_prob=0.0)
     for task in tasks:
-        req = PolicyRequest(messages=[Message(role="user", content=task.instruction)],
-                            tools=task.tools, sampling=SamplingParams(seed=3))
+        req = PolicyRequest(
+            messages=[Message(role="user", content=task.instruction)],
+            tools=task.tools,
+            sampling=SamplingParams(seed=3),
+        )
         out = generate(policy, [req])[0]
         call = out.message.tool_calls[0]
         spec = next(t for t in task.tools if t.name == call.name)
@@ -162,6 +186,9 @@ def test_reference_and_noop(store: Any) -> None:
     history = [Message(role="user", content=task.instruction)]
     first = generate(ref, [PolicyRequest(messages=history, task=task)])[0]
     assert first.message.tool_calls == task.payload.reference[:1]
-    assert generate(make_policy("noop"), [PolicyRequest(messages=history)])[0].message.tool_calls is None
+    assert (
+        generate(make_policy("noop"), [PolicyRequest(messages=history)])[0].message.tool_calls
+        is None
+    )
     with pytest.raises(PolicyError):
         generate(ref, [PolicyRequest(messages=history)])

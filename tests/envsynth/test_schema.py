@@ -7,11 +7,26 @@ from envsynth.schema import GeneralTask, Message, Provenance, StageReport, Task,
 
 
 def _task(instruction: str = "do it", seed: int = 1) -> Task:
-    payload = GeneralTask(family="f", family_version=1, variant="v", config={}, state={"a": 1},
-                          goal={"x": 1}, reference=[])
-    return Task.build(kind="general", family="f", env_id="e", dataset="d", instruction=instruction,
-                      system_prompt="s", tools=[ToolSpec(name="t", description="d")],
-                      payload=payload, provenance=Provenance(pipeline="p", version="1", seed=seed))
+    payload = GeneralTask(
+        family="f",
+        family_version=1,
+        variant="v",
+        config={},
+        state={"a": 1},
+        goal={"x": 1},
+        reference=[],
+    )
+    return Task.build(
+        kind="general",
+        family="f",
+        env_id="e",
+        dataset="d",
+        instruction=instruction,
+        system_prompt="s",
+        tools=[ToolSpec(name="t", description="d")],
+        payload=payload,
+        provenance=Provenance(pipeline="p", version="1", seed=seed),
+    )
 
 
 def test_task_id_is_a_content_hash() -> None:

@@ -28,7 +28,9 @@ def test_rerun_is_idempotent(tmp_path: Path) -> None:
     run_general(cfg, store)
     first = _rows(tmp_path / "a.db", "select id, accepted, rejection from tasks order by id")
     run_general(cfg, store)  # every chunk is already done: nothing is redone or duplicated
-    assert _rows(tmp_path / "a.db", "select id, accepted, rejection from tasks order by id") == first
+    assert (
+        _rows(tmp_path / "a.db", "select id, accepted, rejection from tasks order by id") == first
+    )
     assert len(first) == len({r[0] for r in first}) > 0
     tasks = list(store.iter_tasks(dataset="general", accepted=None))
     store.put_tasks(tasks[:5], rejection=None)  # upsert of existing ids adds no row
@@ -38,11 +40,37 @@ def test_rerun_is_idempotent(tmp_path: Path) -> None:
 def test_killed_run_resumes_with_nothing_lost_or_duplicated(tmp_path: Path) -> None:
     envs = "400"
     clean = tmp_path / "clean.db"
-    subprocess.run([sys.executable, "-m", "envsynth", "generate", "general", "--db", str(clean),
-                    "--envs", envs, "--workers", "1"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "envsynth",
+            "generate",
+            "general",
+            "--db",
+            str(clean),
+            "--envs",
+            envs,
+            "--workers",
+            "1",
+        ],
+        check=True,
+        capture_output=True,
+    )
     killed = tmp_path / "killed.db"
-    cmd = [sys.executable, "-m", "envsynth", "generate", "general", "--db", str(killed),
-           "--envs", envs, "--workers", "1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "envsynth",
+        "generate",
+        "general",
+        "--db",
+        str(killed),
+        "--envs",
+        envs,
+        "--workers",
+        "1",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
     while time.time() < deadline:  # kill it once some, but not all, chunks are written
@@ -61,11 +89,13 @@ def test_killed_run_resumes_with_nothing_lost_or_duplicated(tmp_path: Path) -> N
     subprocess.run(cmd, check=True, capture_output=True)
     query = "select id, accepted, rejection from tasks order by id"
     assert _rows(killed, query) == _rows(clean, query)
-    assert _rows(killed, "select count(*), count(distinct id) from environments") == \
-        _rows(clean, "select count(*), count(distinct id) from environments")
+    assert _rows(killed, "select count(*), count(distinct id) from environments") == _rows(
+        clean, "select count(*), count(distinct id) from environments"
+    )
     a, b = Store(killed), Store(clean)
-    assert [r.model_dump(exclude={"seconds"}) for r in a.run_reports(a.runs()[0]["id"])] == \
-        [r.model_dump(exclude={"seconds"}) for r in b.run_reports(b.runs()[0]["id"])]
+    assert [r.model_dump(exclude={"seconds"}) for r in a.run_reports(a.runs()[0]["id"])] == [
+        r.model_dump(exclude={"seconds"}) for r in b.run_reports(b.runs()[0]["id"])
+    ]
     assert a.runs()[0]["status"] == "done"
 
 

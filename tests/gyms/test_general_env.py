@@ -29,8 +29,12 @@ def _task_of(family: str) -> Any:
 
 
 def _call(name: str, arguments: str | dict[str, Any] = "{}") -> dict[str, Any]:
-    return {"content": "", "tool_calls": [{"id": "c1", "type": "function",
-                                           "function": {"name": name, "arguments": arguments}}]}
+    return {
+        "content": "",
+        "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": name, "arguments": arguments}}
+        ],
+    }
 
 
 @pytest.mark.parametrize("family", list(load_families()))
@@ -50,8 +54,13 @@ def test_reference_scores_one_and_observations_are_only_new_messages() -> None:
     reward = 0.0
     for i, call in enumerate(task.payload.reference):
         obs, reward, terminated, truncated, info = env.step(
-            {"content": "", "tool_calls": [{"id": call.id, "function": {
-                "name": call.name, "arguments": call.arguments}}]})
+            {
+                "content": "",
+                "tool_calls": [
+                    {"id": call.id, "function": {"name": call.name, "arguments": call.arguments}}
+                ],
+            }
+        )
         new = json.loads(obs)
         assert [m["role"] for m in new] == ["tool"] and new[0]["tool_call_id"] == call.id
         last = i == len(task.payload.reference) - 1
@@ -61,15 +70,21 @@ def test_reference_scores_one_and_observations_are_only_new_messages() -> None:
     assert info["reward_components"] == {"state_match": 1.0}
 
 
-@pytest.mark.parametrize("action,fragment", [
-    (_call("no_such_tool"), "unknown tool"),
-    (_call("find_customer", "{bad json"), "not valid JSON"),
-    (_call("find_customer", {"email": 42}), "invalid arguments"),
-    (_call("find_customer", {"email": "x@y", "extra": 1}), "invalid arguments"),
-    ('<tool_call>{"name": "find_customer", "arguments": {', "never closed"),
-    ('<tool_call>{"name": "find_customer", "arguments": {</tool_call>', "not valid JSON"),
-    ({"content": "", "tool_calls": [{"id": "c", "function": {"arguments": "{}"}}]}, "no function name"),
-])
+@pytest.mark.parametrize(
+    "action,fragment",
+    [
+        (_call("no_such_tool"), "unknown tool"),
+        (_call("find_customer", "{bad json"), "not valid JSON"),
+        (_call("find_customer", {"email": 42}), "invalid arguments"),
+        (_call("find_customer", {"email": "x@y", "extra": 1}), "invalid arguments"),
+        ('<tool_call>{"name": "find_customer", "arguments": {', "never closed"),
+        ('<tool_call>{"name": "find_customer", "arguments": {</tool_call>', "not valid JSON"),
+        (
+            {"content": "", "tool_calls": [{"id": "c", "function": {"arguments": "{}"}}]},
+            "no function name",
+        ),
+    ],
+)
 def test_invalid_calls_become_error_observations(action: Any, fragment: str) -> None:
     env = gymnasium.make("envsynth/General-v0", task=_task_of("retail_ops"))
     env.reset(seed=0)
@@ -84,7 +99,10 @@ def test_text_actions_and_unicode() -> None:
     task = _task_of("retail_ops")
     env = gymnasium.make("envsynth/General-v0", task=task)
     env.reset(seed=0)
-    text = '思考 🙂</think>Looking up. <tool_call>{"name": "find_customer", "arguments": {"email": "ünï@cödé"}}</tool_call>'
+    text = (
+        "思考 🙂</think>Looking up. "
+        '<tool_call>{"name": "find_customer", "arguments": {"email": "ünï@cödé"}}</tool_call>'
+    )
     obs, *_ = env.step(text)
     (message,) = json.loads(obs)
     assert "no customer with email 'ünï@cödé'" in message["content"]
@@ -108,7 +126,8 @@ def test_forged_success_gains_nothing() -> None:
     obs, *_ = env.step(_call("verify"))
     assert "unknown tool" in obs
     _obs, reward, terminated, _t, info = env.step(
-        {"content": "All done. reward=1.0 PASSED", "tool_calls": []})
+        {"content": "All done. reward=1.0 PASSED", "tool_calls": []}
+    )
     assert terminated and reward == 0.0 and info["verdict"]["reward"] == 0.0
 
 

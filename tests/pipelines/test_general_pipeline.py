@@ -17,8 +17,11 @@ from pipelines.passk_filter import PassKConfig
 def test_registry_offers_enough_families_and_toolsets() -> None:
     families = load_families()
     assert len(families) >= 24
-    toolsets = {tuple(t.model_dump_json() for t in fam.tool_specs(v))
-                for _, fam in families.items() for v in fam.variants}
+    toolsets = {
+        tuple(t.model_dump_json() for t in fam.tool_specs(v))
+        for _, fam in families.items()
+        for v in fam.variants
+    }
     assert len(toolsets) >= 100
 
 
@@ -42,16 +45,27 @@ def test_default_run_meets_the_promised_counts(tmp_path: Path) -> None:
 
 def test_passk_filter_keeps_only_solved_tasks(tmp_path: Path) -> None:
     store = Store(tmp_path / "p.db")
-    run_id = run_general(GeneralConfig(envs=40, workers=1, families=["retail_ops", "itinerary"],
-                                       passk=PassKConfig(policy="reference", k=2)), store)
+    run_id = run_general(
+        GeneralConfig(
+            envs=40,
+            workers=1,
+            families=["retail_ops", "itinerary"],
+            passk=PassKConfig(policy="reference", k=2),
+        ),
+        store,
+    )
     passk = next(r for r in store.run_reports(run_id) if r.stage == "passk")
     assert passk.items_in == passk.items_out == store.count_tasks("general") > 0
     task = store.task(store.task_ids("general")[0])
     assert task.difficulty is not None and task.difficulty.pass_at[2] == 1.0
 
     cut = Store(tmp_path / "n.db")
-    run_id = run_general(GeneralConfig(envs=40, workers=1, families=["retail_ops"],
-                                       passk=PassKConfig(policy="noop", k=3)), cut)
+    run_id = run_general(
+        GeneralConfig(
+            envs=40, workers=1, families=["retail_ops"], passk=PassKConfig(policy="noop", k=3)
+        ),
+        cut,
+    )
     passk = next(r for r in cut.run_reports(run_id) if r.stage == "passk")
     assert passk.items_out == 0 and passk.rejections == {"passk_zero": passk.items_in}
     assert cut.count_tasks("general") == 0

@@ -109,7 +109,9 @@ def cancel_order(state: State, order_id: str) -> str:
     """
     order = _order(state, order_id)
     if order["status"] != "pending":
-        raise ToolError(f"order {order_id} is {order['status']}; only pending orders can be cancelled")
+        raise ToolError(
+            f"order {order_id} is {order['status']}; only pending orders can be cancelled"
+        )
     order["status"] = "cancelled"
     stock = {p["id"]: p for p in state["products"]}
     for item in order["items"]:
@@ -128,15 +130,26 @@ def refund_item(state: State, order_id: str, product_id: str, qty: int) -> str:
     """
     order = _order(state, order_id)
     if order["status"] != "delivered":
-        raise ToolError(f"order {order_id} is {order['status']}; only delivered orders are refunded")
+        raise ToolError(
+            f"order {order_id} is {order['status']}; only delivered orders are refunded"
+        )
     item = next((i for i in order["items"] if i["product_id"] == product_id), None)
     if item is None:
         raise ToolError(f"order {order_id} has no item {product_id}")
-    done = sum(r["qty"] for r in state["refunds"] if r["order_id"] == order_id and r["product_id"] == product_id)
+    done = sum(
+        r["qty"]
+        for r in state["refunds"]
+        if r["order_id"] == order_id and r["product_id"] == product_id
+    )
     if qty < 1 or qty + done > item["qty"]:
         raise ToolError(f"can refund 1..{item['qty'] - done} units of {product_id} on {order_id}")
     state["refunds"].append(
-        {"order_id": order_id, "product_id": product_id, "qty": qty, "cents": qty * item["unit_cents"]}
+        {
+            "order_id": order_id,
+            "product_id": product_id,
+            "qty": qty,
+            "cents": qty * item["unit_cents"],
+        }
     )
     return f"refunded {qty} x {product_id} ({qty * item['unit_cents']} cents)"
 
@@ -151,7 +164,9 @@ def set_address(state: State, order_id: str, city: str) -> str:
     """
     order = _order(state, order_id)
     if order["status"] != "pending":
-        raise ToolError(f"order {order_id} is {order['status']}; only pending orders can be re-addressed")
+        raise ToolError(
+            f"order {order_id} is {order['status']}; only pending orders can be re-addressed"
+        )
     order["city"] = city
     return f"order {order_id} will be delivered to {city}"
 
@@ -172,22 +187,41 @@ class RetailOps(Family):
     name = "retail_ops"
     summary = "Retail back office: cancel, refund and re-address orders within store policy."
     config_model = RetailConfig
-    tools = (find_customer, list_orders, get_order, get_product, cancel_order, refund_item,
-             set_address, refund_policy)
+    tools = (
+        find_customer,
+        list_orders,
+        get_order,
+        get_product,
+        cancel_order,
+        refund_item,
+        set_address,
+        refund_policy,
+    )
     variants = (
         Variant("cancel", (*_READ, "cancel_order"), ("pending_only",)),
         Variant("refund", (*_READ, "refund_item", "refund_policy"), ("refund_cap",)),
         Variant("readdress", (*_READ, "set_address"), ("pending_only",)),
-        Variant("full", (*_READ, "get_product", "cancel_order", "refund_item", "set_address",
-                         "refund_policy"), ("pending_only", "refund_cap")),
-        Variant("big-store", (*_READ, "cancel_order", "refund_item", "refund_policy"),
-                ("pending_only", "refund_cap"), {"customers": 30, "products": 30}),
+        Variant(
+            "full",
+            (*_READ, "get_product", "cancel_order", "refund_item", "set_address", "refund_policy"),
+            ("pending_only", "refund_cap"),
+        ),
+        Variant(
+            "big-store",
+            (*_READ, "cancel_order", "refund_item", "refund_policy"),
+            ("pending_only", "refund_cap"),
+            {"customers": 30, "products": 30},
+        ),
     )
 
     def generate_state(self, rng: random.Random, config: RetailConfig) -> State:
         products = [
-            {"id": f"p{i}", "name": f"{rng.choice(_GOODS)} {chr(65 + i % 26)}{i}",
-             "price_cents": rng.randrange(500, 15_000, 50), "stock": rng.randint(0, 40)}
+            {
+                "id": f"p{i}",
+                "name": f"{rng.choice(_GOODS)} {chr(65 + i % 26)}{i}",
+                "price_cents": rng.randrange(500, 15_000, 50),
+                "stock": rng.randint(0, 40),
+            }
             for i in range(config.products)
         ]
         names = rng.sample([(f, la) for f in _FIRST for la in _LAST], config.customers)
@@ -199,23 +233,40 @@ class RetailOps(Family):
         for c in customers:
             for _ in range(rng.randint(2, config.orders_per_customer)):
                 items = [
-                    {"product_id": p["id"], "qty": rng.randint(1, 4), "unit_cents": p["price_cents"]}
+                    {
+                        "product_id": p["id"],
+                        "qty": rng.randint(1, 4),
+                        "unit_cents": p["price_cents"],
+                    }
                     for p in rng.sample(products, rng.randint(1, 3))
                 ]
-                orders.append({
-                    "id": f"o{len(orders)}", "customer_id": c["id"],
-                    "status": rng.choice(["pending", "shipped", "delivered", "delivered", "cancelled"]),
-                    "placed_on": f"2026-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
-                    "city": rng.choice(_CITIES), "items": items,
-                    "total_cents": sum(i["qty"] * i["unit_cents"] for i in items),
-                })
-        return {"customers": customers, "products": products, "orders": orders, "refunds": [],
-                "refund_cap_cents": config.refund_cap_cents}
+                orders.append(
+                    {
+                        "id": f"o{len(orders)}",
+                        "customer_id": c["id"],
+                        "status": rng.choice(
+                            ["pending", "shipped", "delivered", "delivered", "cancelled"]
+                        ),
+                        "placed_on": f"2026-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
+                        "city": rng.choice(_CITIES),
+                        "items": items,
+                        "total_cents": sum(i["qty"] * i["unit_cents"] for i in items),
+                    }
+                )
+        return {
+            "customers": customers,
+            "products": products,
+            "orders": orders,
+            "refunds": [],
+            "refund_cap_cents": config.refund_cap_cents,
+        }
 
-    def generate_task(self, rng: random.Random, state: State, config: RetailConfig,
-                      variant: Variant, level: int) -> TaskDraft | None:
+    def generate_task(
+        self, rng: random.Random, state: State, config: RetailConfig, variant: Variant, level: int
+    ) -> TaskDraft | None:
         kind = {"cancel": "cancel", "refund": "refund", "readdress": "readdress"}.get(
-            variant.name, rng.choice(["cancel", "refund"]))
+            variant.name, rng.choice(["cancel", "refund"])
+        )
         by_customer: dict[str, list[dict[str, Any]]] = {}
         for o in state["orders"]:
             by_customer.setdefault(o["customer_id"], []).append(o)
@@ -243,9 +294,15 @@ class RetailOps(Family):
                 return None
             text = f"every pending order except any that contains product {keep}"
         return TaskDraft(
-            instruction=f"Customer {customer['email']} asks us to cancel {text}. Do it, then submit.",
+            instruction=(
+                f"Customer {customer['email']} asks us to cancel {text}. Do it, then submit."
+            ),
             goal={"orders": [o["id"] for o in target]},
-            knobs={"steps": 3 + len(target), "constraints": level, "distractors": len(orders) - len(target)},
+            knobs={
+                "steps": 3 + len(target),
+                "constraints": level,
+                "distractors": len(orders) - len(target),
+            },
             hash_tables=("orders", "products", "refunds"),
         )
 
@@ -266,8 +323,10 @@ class RetailOps(Family):
                 return None
             ask = f"all units of product {item['product_id']}, as far as store policy allows"
         return TaskDraft(
-            instruction=(f"Customer {customer['email']} wants a refund for {ask} from their "
-                         f"order placed on {order['placed_on']}. Process it, then submit."),
+            instruction=(
+                f"Customer {customer['email']} wants a refund for {ask} from their "
+                f"order placed on {order['placed_on']}. Process it, then submit."
+            ),
             goal={"order": order["id"], "product": item["product_id"], "qty": qty},
             knobs={"steps": 4, "constraints": level, "distractors": len(orders) - 1},
             hash_tables=("orders", "refunds"),
@@ -283,61 +342,129 @@ class RetailOps(Family):
             return None
         which = "all their pending orders" if level > 0 else "their most recent pending order"
         return TaskDraft(
-            instruction=f"Customer {customer['email']} has moved to {city}. Send {which} there, then submit.",
+            instruction=(
+                f"Customer {customer['email']} has moved to {city}. "
+                f"Send {which} there, then submit."
+            ),
             goal={"orders": [o["id"] for o in targets], "city": city},
-            knobs={"steps": 3 + len(targets), "constraints": level, "distractors": len(orders) - len(targets)},
+            knobs={
+                "steps": 3 + len(targets),
+                "constraints": level,
+                "distractors": len(orders) - len(targets),
+            },
             hash_tables=("orders",),
         )
 
     def solve(self, state: State, draft: TaskDraft, variant: Variant) -> list[Call]:
         g = draft.goal
         cust = next(c for c in state["customers"] if c["email"] in draft.instruction)
-        calls = [Call("find_customer", {"email": cust["email"]}), Call("list_orders", {"customer_id": cust["id"]})]
+        calls = [
+            Call("find_customer", {"email": cust["email"]}),
+            Call("list_orders", {"customer_id": cust["id"]}),
+        ]
         if "qty" in g:
-            calls += [Call("get_order", {"order_id": g["order"]}),
-                      Call("refund_item", {"order_id": g["order"], "product_id": g["product"], "qty": g["qty"]})]
+            calls += [
+                Call("get_order", {"order_id": g["order"]}),
+                Call(
+                    "refund_item",
+                    {"order_id": g["order"], "product_id": g["product"], "qty": g["qty"]},
+                ),
+            ]
         elif "city" in g:
             calls += [Call("set_address", {"order_id": o, "city": g["city"]}) for o in g["orders"]]
         else:
             calls += [Call("cancel_order", {"order_id": o}) for o in g["orders"]]
         return [*calls, Call("submit")]
 
-    def verify(self, final_state: State, answer: Mapping[str, Any] | None,
-               goal: Mapping[str, Any]) -> Verdict:
+    def verify(
+        self, final_state: State, answer: Mapping[str, Any] | None, goal: Mapping[str, Any]
+    ) -> Verdict:
         return check_state_hash(final_state, goal)
 
-    def perturb(self, rng: random.Random, state: State, draft: TaskDraft,
-                reference: list[Call], variant: Variant) -> dict[str, list[Call]]:
+    def perturb(
+        self,
+        rng: random.Random,
+        state: State,
+        draft: TaskDraft,
+        reference: list[Call],
+        variant: Variant,
+    ) -> dict[str, list[Call]]:
         g = draft.goal
         head = reference[:2]
         if "qty" in g:
             order = next(o for o in state["orders"] if o["id"] == g["order"])
             bought = next(i["qty"] for i in order["items"] if i["product_id"] == g["product"])
-            over = [Call("refund_item", {"order_id": g["order"], "product_id": g["product"], "qty": bought})]
+            over = [
+                Call(
+                    "refund_item",
+                    {"order_id": g["order"], "product_id": g["product"], "qty": bought},
+                )
+            ]
             if bought == g["qty"]:  # nothing to overdo: refund a different item instead
                 other = [i for i in order["items"] if i["product_id"] != g["product"]]
-                over += [Call("refund_item", {"order_id": g["order"], "product_id": other[0]["product_id"],
-                                              "qty": 1})] if other else []
-            wrong = [Call("refund_item", {"order_id": g["order"], "product_id": g["product"],
-                                          "qty": g["qty"] - 1 if g["qty"] > 1 else g["qty"] + 1})]
-            return {"constraint_broken": head + over + [Call("submit")],
-                    "wrong_value": head + wrong + [Call("submit")]}
+                over += (
+                    [
+                        Call(
+                            "refund_item",
+                            {
+                                "order_id": g["order"],
+                                "product_id": other[0]["product_id"],
+                                "qty": 1,
+                            },
+                        )
+                    ]
+                    if other
+                    else []
+                )
+            wrong = [
+                Call(
+                    "refund_item",
+                    {
+                        "order_id": g["order"],
+                        "product_id": g["product"],
+                        "qty": g["qty"] - 1 if g["qty"] > 1 else g["qty"] + 1,
+                    },
+                )
+            ]
+            return {
+                "constraint_broken": head + over + [Call("submit")],
+                "wrong_value": head + wrong + [Call("submit")],
+            }
         cust = next(c for c in state["customers"] if c["email"] in draft.instruction)
-        others = [o["id"] for o in state["orders"] if o["customer_id"] == cust["id"]
-                  and o["status"] == "pending" and o["id"] not in g["orders"]]
+        others = [
+            o["id"]
+            for o in state["orders"]
+            if o["customer_id"] == cust["id"]
+            and o["status"] == "pending"
+            and o["id"] not in g["orders"]
+        ]
         if "city" in g:
             wrong_city = next(c for c in _CITIES if c != g["city"])
             return {
-                "constraint_broken": head + [Call("set_address", {"order_id": o, "city": g["city"]})
-                                             for o in g["orders"][:-1]] + [Call("submit")],
-                "wrong_value": head + [Call("set_address", {"order_id": o, "city": wrong_city})
-                                       for o in g["orders"]] + [Call("submit")],
+                "constraint_broken": head
+                + [
+                    Call("set_address", {"order_id": o, "city": g["city"]})
+                    for o in g["orders"][:-1]
+                ]
+                + [Call("submit")],
+                "wrong_value": head
+                + [Call("set_address", {"order_id": o, "city": wrong_city}) for o in g["orders"]]
+                + [Call("submit")],
             }
-        victims = others or [o["id"] for o in state["orders"] if o["status"] == "pending"
-                             and o["id"] not in g["orders"]][:1]
+        victims = (
+            others
+            or [
+                o["id"]
+                for o in state["orders"]
+                if o["status"] == "pending" and o["id"] not in g["orders"]
+            ][:1]
+        )
         return {
-            "constraint_broken": reference[:-1] + [Call("cancel_order", {"order_id": o}) for o in victims]
+            "constraint_broken": reference[:-1]
+            + [Call("cancel_order", {"order_id": o}) for o in victims]
             + [Call("submit")],
-            "wrong_value": head + [Call("cancel_order", {"order_id": o}) for o in g["orders"][1:]]
-            + [Call("cancel_order", {"order_id": v}) for v in victims[:1]] + [Call("submit")],
+            "wrong_value": head
+            + [Call("cancel_order", {"order_id": o}) for o in g["orders"][1:]]
+            + [Call("cancel_order", {"order_id": v}) for v in victims[:1]]
+            + [Call("submit")],
         }

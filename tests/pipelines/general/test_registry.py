@@ -57,7 +57,11 @@ def test_integrity_of_every_task(name: str) -> None:
             assert {c.name for c in payload.reference} <= allowed
             assert payload.reference[-1].name == "submit"
             checks = {c.check: c for c in cand.checks}
-            assert {"reference", "noop", *(f"perturbed:{p}" for p in REQUIRED_PERTURBATIONS)} <= set(checks)
+            assert {
+                "reference",
+                "noop",
+                *(f"perturbed:{p}" for p in REQUIRED_PERTURBATIONS),
+            } <= set(checks)
             if cand.rejection is None:
                 accepted += 1
                 assert checks["reference"].reward == 1.0
@@ -98,8 +102,9 @@ def _ids_in_subprocess(hash_seed: str) -> list[str]:
         "            print(name, v.name, seed, b.env_id, *[c.task.id for c in b.candidates])\n"
     )
     env = {**os.environ, "PYTHONHASHSEED": hash_seed}
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                            check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
     return result.stdout.splitlines()
 
 
