@@ -177,13 +177,15 @@ def get_stop(state: State, stop_id: str) -> dict[str, Any]:
 
 @tool()
 def get_travel_matrix(state: State) -> dict[str, dict[str, int]]:
-    """Driving minutes between every pair of places: matrix[from][to], depot id "DEPOT"."""
+    """Driving minutes between every pair of places: matrix[from][to], depot id "DEPOT"
+    (the same in both directions)."""
     return state["travel"]
 
 
 @tool()
 def travel_time(state: State, origin: str, destination: str) -> int:
-    """Driving minutes from one place to another (use "DEPOT" for the depot).
+    """Driving minutes from one place to another (use "DEPOT" for the depot); the time is
+    the same in both directions.
 
     Args:
         origin: a stop id or "DEPOT".
@@ -351,7 +353,7 @@ class DeliveryRouting(Family):
         else:
             places = [DEPOT, *goal["stops"]]
             calls += [Call("travel_time", {"origin": a, "destination": b})
-                      for a in places for b in places if a != b]
+                      for i, a in enumerate(places) for b in places[i + 1:]]
         if goal["mode"] == "state":
             calls += [Call("append_stop", {"stop_id": s}) for s in route]
             return [*calls, Call("view_route"), Call("submit")]
