@@ -7,7 +7,7 @@ import pytest
 
 from envsynth.errors import ToolError
 from pipelines.general.episode import Episode
-from pipelines.general.family import load_families
+from pipelines.general.family import copy_state, load_families
 from pipelines.general.synthesize import REQUIRED_PERTURBATIONS, EnvPlan, build_environment
 
 FAMILIES = load_families()
@@ -74,7 +74,7 @@ def test_integrity_of_every_task(name: str) -> None:
 def test_invalid_calls_are_tool_errors(name: str) -> None:
     built = build_environment(_plans(name)[0], "d")
     episode = Episode(built.candidates[0].task.payload)
-    before = dict(episode.state)
+    before = copy_state(episode.state)
     for tool_name, args in [("no_such_tool", "{}"), ("submit", "{not json"), ("submit", "[1, 2]")]:
         with pytest.raises(ToolError):
             episode.call(tool_name, args)
@@ -93,7 +93,7 @@ def _ids_in_subprocess(hash_seed: str) -> list[str]:
     import sys
 
     code = (
-        "from pipelines.general.family import load_families\n"
+        "from pipelines.general.family import copy_state, load_families\n"
         "from pipelines.general.synthesize import EnvPlan, build_environment\n"
         "for name, fam in load_families().items():\n"
         "    for v in fam.variants:\n"
