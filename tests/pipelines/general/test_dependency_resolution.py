@@ -9,12 +9,12 @@ import math
 import random
 
 import pytest
+from packaging import specifiers  # a dev dependency: an independent range parser
 
 from envsynth.errors import ToolError
 from pipelines.general.families import dependency_resolution as dr
 from pipelines.general.family import load_families
 
-specifiers = pytest.importorskip("packaging.specifiers")
 FAMILY = load_families().get("dependency_resolution")
 
 
