@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field
 
@@ -42,9 +42,13 @@ Packing = list[tuple[str, list[str]]]
 """Boxes as (box type code, item ids)."""
 
 
+OrderSize = Annotated[int, Field(ge=2, le=8)]
+"""Items in one order: at most 8, as the exact DP costs 3^n."""
+
+
 class PackingConfig(FamilyConfig):
-    order_sizes: tuple[int, int, int] = (5, 6, 7)
-    """Items in the order of each difficulty level (at most 8: the exact DP is 3^n)."""
+    order_sizes: tuple[OrderSize, OrderSize, OrderSize] = (5, 6, 7)
+    """Items in the order of each difficulty level."""
     fragile_rule: bool = False
     """Fragile items may not share a box with an item of `heavy_kg` or more."""
     heavy_kg: int = Field(8, ge=3, le=20)

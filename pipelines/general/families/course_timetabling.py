@@ -39,7 +39,7 @@ class TimetableConfig(FamilyConfig):
     rooms: int = Field(3, ge=2, le=5)
     teachers: int = Field(4, ge=3, le=6)
     groups: int = Field(4, ge=2, le=6)
-    sessions: int = Field(12, ge=6, le=24)
+    sessions: int = Field(12, ge=6, le=18)
     edits: int = Field(3, ge=1, le=4)
     """Careless edits, each leaving one clash."""
     availability: bool = False

@@ -112,9 +112,21 @@ def _options(state: State, basket: Mapping[str, int]) -> dict[str, list[Line]]:
 
 
 def _all_plans(state: State, basket: Mapping[str, int]) -> list[tuple[int, tuple[Line, ...]]]:
-    """Exhaustive search: every single-sourced plan with its cost, cheapest first."""
+    """Exhaustive search: every single-sourced plan with its cost, cheapest first.
+
+    Line prices are looked up once; each plan then only sums per supplier (the same
+    arithmetic as `_plan_cost`, which prices carts and submitted plans).
+    """
     options = _options(state, basket)
-    plans = [(_plan_cost(state, p), p) for p in itertools.product(*options.values())]
+    price = {ln: ln[2] * _offer(state, ln[0], ln[1])["pack_cents"]
+             for opts in options.values() for ln in opts}
+    suppliers = {s["id"]: s for s in state["suppliers"]}
+    plans = []
+    for plan in itertools.product(*options.values()):
+        subtotals: dict[str, int] = {}
+        for ln in plan:
+            subtotals[ln[0]] = subtotals.get(ln[0], 0) + price[ln]
+        plans.append((sum(_supplier_cost(suppliers[k], v) for k, v in subtotals.items()), plan))
     return sorted(plans)
 
 

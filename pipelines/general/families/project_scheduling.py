@@ -363,8 +363,9 @@ class ProjectScheduling(Family):
         ids = [t["id"] for t in state["tasks"]]
         extra = _pick_delay(rng, state) if question.endswith("_if") else {}
         span = _makespan(state, extra)
+        inner = _inner(state)
         goal: dict[str, Any] = {"question": question, "extra": extra, "k": None,
-                                "target": rng.choice(_inner(state)[len(ids) // 3:]),
+                                "target": rng.choice(inner[len(inner) // 3:] or ids),
                                 "deadline": span + (rng.randint(1, 6) if question in (
                                     "latest_start", "slip_deadline") else 0)}
         if question == "total_slack":

@@ -338,7 +338,7 @@ class ShiftRostering(Family):
         objective = self._objective(variant, level)
         initial = _roster(state)
         ids = [s["id"] for s in state["shifts"]]
-        size = (4, 6, 8)[level]
+        size = min((4, 6, 8)[level], len(ids) - 1)  # keep a shift outside the task
         # A repair task holds level + 1 flawed shifts; the rest of it are sound distractors.
         flawed = [s for s in ids if _violations(state, initial, [s])]
         for _ in range(6):
