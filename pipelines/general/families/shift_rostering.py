@@ -470,19 +470,21 @@ class ShiftRostering(Family):
         staff = [e["id"] for e in state["employees"]]
         shifts = {s["id"]: s for s in state["shifts"]}
         broken = worse = None
-        for sid in g["shifts"]:
-            for emp in staff:
-                if emp == best[sid]:
-                    continue
-                trial = {**best, sid: emp}
-                bad = _violations(state, trial, g["shifts"])
-                # A rule break that still has the right skill is the tempting kind.
-                skilled = shifts[sid]["skill"] in _employee(state, emp)["skills"]
-                if bad and broken is None and skilled:
-                    broken = trial
-                if not bad and worse is None and g["objective"] != "feasible" and (
-                        cost(sid, emp) > cost(sid, pick[sid])):
-                    worse = trial
+        wanted = 1 if g["objective"] == "feasible" else 2
+        for sid, emp in ((s, e) for s in g["shifts"] for e in staff):
+            if emp == best[sid]:
+                continue
+            if (broken is not None) + (worse is not None) == wanted:
+                break
+            trial = {**best, sid: emp}
+            bad = _violations(state, trial, g["shifts"])
+            # A rule break that still has the right skill is the tempting kind.
+            skilled = shifts[sid]["skill"] in _employee(state, emp)["skills"]
+            if bad and broken is None and skilled:
+                broken = trial
+            if not bad and worse is None and wanted == 2 and (
+                    cost(sid, emp) > cost(sid, pick[sid])):
+                worse = trial
         if broken is None:
             broken = {**best, g["shifts"][0]: None}
         if worse is None:
