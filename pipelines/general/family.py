@@ -34,9 +34,12 @@ class FamilyConfig(BaseModel):
 
 
 class Answer(BaseModel):
-    """Base of a family's answer model (the arguments of its `submit` tool)."""
+    """Base of a family's answer model (the arguments of its `submit` tool).
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    Field docstrings become the descriptions the agent sees in the `submit` schema.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True, use_attribute_docstrings=True)
 
 
 @dataclass(frozen=True)

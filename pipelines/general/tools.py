@@ -57,6 +57,7 @@ class Tool:
         return self.fn(state, **kwargs)
 
 
+_SECTIONS = {"Args", "Arguments", "Returns", "Raises", "Yields", "Example", "Examples", "Note"}
 _ARG_START = re.compile(r"^ {4}(\w+)(?: \([^)]*\))?:\s*(.*)$")
 
 
@@ -67,7 +68,7 @@ def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
     section, current = "summary", None
     for line in inspect.cleandoc(doc or "").splitlines():
         stripped = line.strip()
-        if not line.startswith(" ") and stripped.endswith(":"):
+        if not line.startswith(" ") and stripped[:-1] in _SECTIONS and stripped.endswith(":"):
             section, current = stripped[:-1], None
         elif section == "summary":
             summary.append(stripped)
