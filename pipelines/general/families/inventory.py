@@ -326,10 +326,11 @@ class Inventory(Family):
     def generate_state(self, rng: random.Random, config: InventoryConfig) -> State:
         spots = rng.sample([(x, y) for x in range(0, 31, 3) for y in range(0, 31, 3)],
                            config.warehouses)
-        warehouses = [{"id": f"W{i + 1}", "city": city, "x": x, "y": y}
-                      for i, (city, (x, y)) in enumerate(zip(rng.sample(_CITIES, len(spots)),
-                                                             spots, strict=True))]
-        ids = [w["id"] for w in warehouses]
+        cities = rng.sample(_CITIES, len(spots))
+        warehouses: list[dict[str, Any]] = [
+            {"id": f"W{i + 1}", "city": city, "x": x, "y": y}
+            for i, (city, (x, y)) in enumerate(zip(cities, spots, strict=True))]
+        ids: list[str] = [w["id"] for w in warehouses]
         state: State = {
             "warehouses": warehouses, "stock": [], "demand": [], "purchase_orders": [],
             "transfers": [], "receipts": [],

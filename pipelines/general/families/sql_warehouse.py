@@ -373,7 +373,7 @@ class SqlWarehouse(Family):
         codes = rng.sample(sorted(_REGIONS), 6)
         people = rng.sample([(f, la) for f in _FIRST for la in _LAST], config.customers)
         ids = rng.sample(range(100, 1000), config.customers + config.duplicates)
-        customers = []
+        customers: list[list[Any]] = []
         for i, (first, last) in enumerate(people):
             code = _messy_code(rng.choice(codes), rng)
             country = None if rng.random() < config.null_rate else code
@@ -385,8 +385,9 @@ class SqlWarehouse(Family):
             country = src[3] and _messy_code(src[3].strip().upper(), rng)
             customers.append([ids[config.customers + j], src[1] + " ", email, country])
         rng.shuffle(customers)
-        products = [[i + 1, f"{cat} item {i + 1}", cat, rng.randrange(1000, 45_000, 5) / 100]
-                    for i, cat in enumerate(rng.choices(_CATEGORIES, k=config.products))]
+        products: list[list[Any]] = [
+            [i + 1, f"{cat} item {i + 1}", cat, rng.randrange(1000, 45_000, 5) / 100]
+            for i, cat in enumerate(rng.choices(_CATEGORIES, k=config.products))]
         orders = []
         for order_id in range(1, config.orders + 1):
             product = rng.choice(products)
