@@ -318,7 +318,7 @@ class _Job:
         self.constraints = constraints
 
 
-_WRITES: dict[str, Any] = {}
+_WRITES = {t.name: t for t in (book_room, change_reservation, cancel_reservation)}
 
 
 def _outcome(state: State, actions: list[dict[str, Any]]) -> str | None:
@@ -507,8 +507,6 @@ def _task_cancel(rng: random.Random, state: State, guest: Mapping[str, Any], lev
 
 
 _KINDS = {"book": _task_book, "modify": _task_modify, "cancel": _task_cancel}
-_WRITES.update(book_room=book_room, change_reservation=change_reservation,
-               cancel_reservation=cancel_reservation)
 
 
 @register_family
