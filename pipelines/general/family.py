@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from importlib.metadata import entry_points
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -109,13 +109,20 @@ def copy_state(state: State) -> State:
     return orjson.loads(canonical_json(state))
 
 
-class Family:
-    """Base class of an environment family. Subclasses set the class attributes and methods."""
+ConfigT = TypeVar("ConfigT", bound=FamilyConfig)
+
+
+class Family(Generic[ConfigT]):
+    """Base class of an environment family, generic in its config model.
+
+    Subclasses (`class Retail(Family[RetailConfig])`) set the class attributes and methods.
+    """
 
     name: ClassVar[str]
     version: ClassVar[int] = 1
     summary: ClassVar[str]
-    config_model: ClassVar[type[FamilyConfig]]
+    config_model: ClassVar[type[Any]]
+    """The `ConfigT` class (ClassVar cannot name a type variable)."""
     answer_model: ClassVar[type[Answer] | None] = None
     tools: ClassVar[tuple[Tool, ...]]
     variants: ClassVar[tuple[Variant, ...]]
@@ -124,12 +131,12 @@ class Family:
     license: ClassVar[str] = "Apache-2.0"
 
     # --- to implement -------------------------------------------------------------------
-    def generate_state(self, rng: random.Random, config: FamilyConfig) -> State:
+    def generate_state(self, rng: random.Random, config: ConfigT) -> State:
         """A fresh state drawn from `rng` only (same seed, same state)."""
         raise NotImplementedError
 
     def generate_task(
-        self, rng: random.Random, state: State, config: FamilyConfig, variant: Variant, level: int
+        self, rng: random.Random, state: State, config: ConfigT, variant: Variant, level: int
     ) -> TaskDraft | None:
         """A task on `state` at difficulty `level` (0 = easiest); None if none fits."""
         raise NotImplementedError
@@ -181,15 +188,16 @@ class Family:
 
     def config_for(
         self, variant: Variant, overrides: Mapping[str, Any] | None = None
-    ) -> FamilyConfig:
+    ) -> ConfigT:
         """The variant's config, with user overrides on top; a bad value raises `ConfigError`."""
         values = {**variant.overrides, **(overrides or {})}
         try:
-            return self.config_model(**values)
+            config: ConfigT = self.config_model(**values)
         except ValidationError as e:
             raise ConfigError(
                 f"invalid config for family {self.name}/{variant.name}: {e}"
             ) from None
+        return config
 
     def check_definition(self) -> None:
         """Raise `ConfigError` if the family's declarations are inconsistent."""

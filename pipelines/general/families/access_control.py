@@ -334,7 +334,7 @@ _GROUP_TOOLS = ("list_groups", "get_group", "get_role", "add_to_group", "remove_
 
 
 @register_family
-class AccessControl(Family):
+class AccessControl(Family[AccessConfig]):
     name = "access_control"
     summary = "IAM least privilege: grant the fewest roles or groups that allow what is asked."
     config_model = AccessConfig

@@ -547,7 +547,7 @@ _READ = ("find_passenger", "list_reservations", "get_reservation")
 
 
 @register_family
-class AirlineOps(Family):
+class AirlineOps(Family[AirlineConfig]):
     name = "airline_ops"
     summary = "Airline back office: cancel, rebook, re-seat and add bags under fare rules."
     config_model = AirlineConfig

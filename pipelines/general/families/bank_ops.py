@@ -488,7 +488,7 @@ _READ = ("find_customer", "list_accounts")
 
 
 @register_family
-class BankOps(Family):
+class BankOps(Family[BankConfig]):
     name = "bank_ops"
     summary = "Bank back office: transfers within limits, disputes, card freezes and hold releases."
     config_model = BankConfig

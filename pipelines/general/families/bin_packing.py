@@ -312,7 +312,7 @@ def _parse_box(text: str) -> tuple[str, list[str]] | None:
 
 
 @register_family
-class BinPacking(Family):
+class BinPacking(Family[PackingConfig]):
     name = "bin_packing"
     summary = "Pack an order into boxes at least cost under size, fragile and hazmat rules."
     config_model = PackingConfig

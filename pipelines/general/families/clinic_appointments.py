@@ -362,7 +362,7 @@ def _window_text(w: Mapping[str, Any] | None) -> str:
 
 
 @register_family
-class ClinicAppointments(Family):
+class ClinicAppointments(Family[ClinicConfig]):
     name = "clinic_appointments"
     summary = "Clinic scheduler: earliest valid visits under specialty, network, referral rules."
     config_model = ClinicConfig

@@ -259,7 +259,7 @@ _ALL_RULES = ("tls", "debug", "replicas", "port", "log_level")
 
 
 @register_family
-class ConfigManagement(Family):
+class ConfigManagement(Family[ConfigMgmtConfig]):
     name = "config_management"
     summary = "Fleet config: find services that break policy rules and apply each rule's fix."
     config_model = ConfigMgmtConfig

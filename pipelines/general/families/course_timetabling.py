@@ -250,7 +250,7 @@ def move_session(state: State, session_id: str, slot: str, room: str) -> str:
 
 
 @register_family
-class CourseTimetabling(Family):
+class CourseTimetabling(Family[TimetableConfig]):
     name = "course_timetabling"
     summary = "Repair a clashing university timetable by moving sessions, in as few moves."
     config_model = TimetableConfig

@@ -252,7 +252,7 @@ def view_route(state: State) -> dict[str, Any]:
 
 
 @register_family
-class DeliveryRouting(Family):
+class DeliveryRouting(Family[RoutingConfig]):
     name = "delivery_routing"
     summary = "Order a van's stops to meet time windows (and capacity) with least travel time."
     config_model = RoutingConfig

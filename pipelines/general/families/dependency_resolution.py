@@ -285,7 +285,7 @@ def read_lockfile(state: State) -> dict[str, str]:
 
 
 @register_family
-class DependencyResolution(Family):
+class DependencyResolution(Family[DepsConfig]):
     name = "dependency_resolution"
     summary = "Package manager: pin versions that satisfy every range and conflict."
     config_model = DepsConfig

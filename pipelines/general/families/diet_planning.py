@@ -236,7 +236,7 @@ def evaluate_menu(state: State, menu: list[str]) -> dict[str, Any]:
 
 
 @register_family
-class DietPlanning(Family):
+class DietPlanning(Family[DietConfig]):
     name = "diet_planning"
     summary = "Meal planning: a day's menu meeting nutrition targets, allergies and budget."
     config_model = DietConfig

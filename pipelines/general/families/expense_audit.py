@@ -316,7 +316,7 @@ _DECIDE = ("approve_report", "reject_report", "return_report")
 
 
 @register_family
-class ExpenseAudit(Family):
+class ExpenseAudit(Family[ExpenseConfig]):
     name = "expense_audit"
     summary = "Audit expense reports against a travel policy: flag items, decide reports."
     config_model = ExpenseConfig

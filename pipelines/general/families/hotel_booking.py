@@ -510,7 +510,7 @@ _KINDS = {"book": _task_book, "modify": _task_modify, "cancel": _task_cancel}
 
 
 @register_family
-class HotelBooking(Family):
+class HotelBooking(Family[HotelConfig]):
     name = "hotel_booking"
     summary = "Hotel desk: book the cheapest fitting room, change and cancel stays under policy."
     config_model = HotelConfig

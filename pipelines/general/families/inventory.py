@@ -295,7 +295,7 @@ def _positions(state: State, sku: str, rule: str, incoming: Mapping[str, int],
 
 
 @register_family
-class Inventory(Family):
+class Inventory(Family[InventoryConfig]):
     name = "inventory"
     summary = "Rebalance multi-warehouse stock by transfers at minimum cost, after receipts."
     config_model = InventoryConfig

@@ -244,7 +244,7 @@ _OBJECTIVE_TEXT = {
 
 
 @register_family
-class Itinerary(Family):
+class Itinerary(Family[ItineraryConfig]):
     name = "itinerary"
     summary = "Plan a multi-day sightseeing itinerary under opening hours, travel times and budget."
     config_model = ItineraryConfig

@@ -309,7 +309,7 @@ _WORDS = {
 
 
 @register_family
-class LedgerReconciliation(Family):
+class LedgerReconciliation(Family[ReconConfig]):
     name = "ledger_reconciliation"
     summary = "Reconcile a ledger against a bank statement and report each planted discrepancy."
     config_model = ReconConfig

@@ -397,7 +397,7 @@ _RETURN_TOOLS = ("find_member", "list_loans", "get_holds", "return_copy", "charg
 
 
 @register_family
-class LibraryCirculation(Family):
+class LibraryCirculation(Family[LibraryConfig]):
     name = "library_circulation"
     summary = "Library desk: returns, renewals, checkouts and fines under lending policy."
     config_model = LibraryConfig

@@ -288,7 +288,7 @@ _BASE = ("list_people", "room_schedule", "book_room")
 
 
 @register_family
-class MeetingRooms(Family):
+class MeetingRooms(Family[MeetingConfig]):
     name = "meeting_rooms"
     summary = "Book meeting rooms at the earliest slot that suits every attendee, seats and kit."
     config_model = MeetingConfig

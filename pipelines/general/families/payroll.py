@@ -378,7 +378,7 @@ _READ = ("list_timesheets", "payroll_policy", "tax_table")
 
 
 @register_family
-class Payroll(Family):
+class Payroll(Family[PayrollConfig]):
     name = "payroll"
     summary = "Compute or issue net pay from timesheets, overtime, tax brackets and deductions."
     config_model = PayrollConfig

@@ -263,7 +263,7 @@ def _parse_line(text: str) -> Line | None:
 
 
 @register_family
-class Procurement(Family):
+class Procurement(Family[ProcurementConfig]):
     name = "procurement"
     summary = "Buy a basket from supplier catalogs at the exact minimum cost under pack rules."
     config_model = ProcurementConfig

@@ -316,7 +316,7 @@ def _heuristic_schedules(state: State) -> list[dict[str, int]]:
 
 
 @register_family
-class ProjectScheduling(Family):
+class ProjectScheduling(Family[SchedulingConfig]):
     name = "project_scheduling"
     summary = "Critical paths, slack and deadline schedules of a project's activity network."
     config_model = SchedulingConfig

@@ -183,7 +183,7 @@ _READ = ("find_customer", "list_orders", "get_order")
 
 
 @register_family
-class RetailOps(Family):
+class RetailOps(Family[RetailConfig]):
     name = "retail_ops"
     summary = "Retail back office: cancel, refund and re-address orders within store policy."
     config_model = RetailConfig

@@ -282,7 +282,7 @@ def check_roster(state: State) -> list[str]:
 
 
 @register_family
-class ShiftRostering(Family):
+class ShiftRostering(Family[RosterConfig]):
     name = "shift_rostering"
     summary = "Staff warehouse shifts under skill, day-off, rest and hour rules, at least cost."
     config_model = RosterConfig

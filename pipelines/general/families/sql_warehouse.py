@@ -346,7 +346,7 @@ def _differs(a: Any, b: Any) -> bool:
 
 
 @register_family
-class SqlWarehouse(Family):
+class SqlWarehouse(Family[WarehouseConfig]):
     name = "sql_warehouse"
     summary = "Answer analytical questions with read-only SQL over a messy sales warehouse."
     config_model = WarehouseConfig

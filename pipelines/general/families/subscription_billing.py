@@ -406,7 +406,7 @@ _EDIT = ("change_plan", "add_invoice_line", "remove_invoice_line")
 
 
 @register_family
-class SubscriptionBilling(Family):
+class SubscriptionBilling(Family[BillingConfig]):
     name = "subscription_billing"
     summary = "Process SaaS plan changes: prorate, fix the next invoice, coupon, credit, finalize."
     config_model = BillingConfig

@@ -265,7 +265,7 @@ _READS = ("list_tickets", "get_ticket")
 
 
 @register_family
-class TicketTriage(Family):
+class TicketTriage(Family[TriageConfig]):
     name = "ticket_triage"
     summary = "Support desk: categorize, prioritize, assign and escalate tickets by the rules."
     config_model = TriageConfig
