@@ -8,6 +8,9 @@ without importing `gyms`, and third-party packages can add their own the same wa
 from __future__ import annotations
 
 from importlib.metadata import entry_points
+from typing import Any
+
+import gymnasium
 
 _loaded = False
 
@@ -22,9 +25,7 @@ def load_gym_plugins() -> None:
     _loaded = True
 
 
-def make_env(env_id: str, **kwargs: object):  # type: ignore[no-untyped-def]
+def make_env(env_id: str, **kwargs: Any) -> gymnasium.Env[Any, Any]:
     """`gymnasium.make` after loading the plugins."""
-    import gymnasium
-
     load_gym_plugins()
     return gymnasium.make(env_id, **kwargs)

@@ -44,7 +44,8 @@ class EpisodeSpec:
 class _Live:
     job: EpisodeSpec
     env: Any
-    task: Task
+    task_id: str
+    task: Task | None
     tools: list[Any]
     history: list[Message]
     steps: list[StepRecord] = field(default_factory=list)
@@ -90,7 +91,10 @@ async def arollout(
                 )
                 for t in info["tools"]
             ]
-            live[i] = _Live(job, env, env.unwrapped.task, tools, _messages(obs))
+            # The task is handed to privileged policies (`reference`) only; model backends
+            # never read it. Environments outside envsynth may have none.
+            task = getattr(env.unwrapped, "task", None)
+            live[i] = _Live(job, env, info.get("task_id", env_id), task, tools, _messages(obs))
         order = list(live)
         requests = [
             PolicyRequest(
@@ -134,10 +138,10 @@ def rollout(
 
 
 def _trajectory(env_id: str, policy: Policy, sampling: SamplingParams, ep: _Live) -> Trajectory:
-    key = [ep.task.id, policy.info.model_dump(), sampling.model_dump(), ep.job.seed, ep.job.sample]
+    key = [ep.task_id, policy.info.model_dump(), sampling.model_dump(), ep.job.seed, ep.job.sample]
     return Trajectory(
         id="tr-" + content_hash(key)[:24],
-        task_id=ep.task.id,
+        task_id=ep.task_id,
         env_id=env_id,
         policy=policy.info.model_copy(update={"sampling": sampling}),
         messages=ep.history,

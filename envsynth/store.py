@@ -181,10 +181,9 @@ class Store:
             return
         dialect = self.engine.dialect.name
         if dialect in ("sqlite", "postgresql"):
-            if dialect == "sqlite":
-                from sqlalchemy.dialects.sqlite import insert
-            else:
-                from sqlalchemy.dialects.postgresql import insert
+            from sqlalchemy.dialects import postgresql, sqlite
+
+            insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
             keys = [c.name for c in table.__table__.primary_key.columns]  # type: ignore[attr-defined]
             stmt = insert(table)
             update = {c: stmt.excluded[c] for c in rows[0] if c not in keys}
@@ -438,13 +437,12 @@ class Store:
 
     def rejections(self, dataset: str) -> dict[str, int]:
         with Session(self.engine) as s:
-            return dict(
-                s.execute(
-                    select(_Task.rejection, func.count())
-                    .where(_Task.dataset == dataset, _Task.accepted.is_(False))
-                    .group_by(_Task.rejection)
-                ).all()
-            )
+            rows = s.execute(
+                select(_Task.rejection, func.count())
+                .where(_Task.dataset == dataset, _Task.accepted.is_(False))
+                .group_by(_Task.rejection)
+            ).all()
+            return {str(reason): int(n) for reason, n in rows}
 
     def count_tasks(self, dataset: str | None = None, accepted: bool | None = True) -> int:
         with Session(self.engine) as s:

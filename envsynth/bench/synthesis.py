@@ -24,7 +24,7 @@ TARGET_OVERHEAD_US = 100.0
 class BareEnv(gymnasium.Env[str, Any]):
     """The baseline: an environment that does nothing."""
 
-    def __init__(self) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         from gyms.spaces import UnicodeText
 
         self.observation_space = UnicodeText()
@@ -59,7 +59,9 @@ def measure_generation(envs: int, workers: int | None) -> dict[str, float]:
 
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(os.path.join(tmp, "bench.db"))
-        cfg = GeneralConfig(envs=envs, **({"workers": workers} if workers else {}))
+        cfg = GeneralConfig(envs=envs)
+        if workers:
+            cfg = cfg.model_copy(update={"workers": workers})
         t0 = time.perf_counter()
         run_general(cfg, store)
         seconds = time.perf_counter() - t0
@@ -75,13 +77,16 @@ def measure_generation(envs: int, workers: int | None) -> dict[str, float]:
 
 def measure_step_overhead(steps: int) -> dict[str, tuple[float, float]]:
     from envsynth.plugins import make_env
+    from envsynth.schema import GeneralTask
     from pipelines.general.episode import Episode
     from pipelines.general.synthesize import build_environment, make_plan
 
     task = next(
         c.task for c in build_environment(make_plan(1, ["retail_ops"], 0)[0], "bench").candidates
     )
-    call = task.payload.reference[0]  # a read-only lookup: find_customer
+    payload = task.payload
+    assert isinstance(payload, GeneralTask)
+    call = payload.reference[0]  # a read-only lookup: find_customer
     action = {
         "content": "",
         "tool_calls": [{"id": "c", "function": {"name": call.name, "arguments": call.arguments}}],
@@ -89,7 +94,7 @@ def measure_step_overhead(steps: int) -> dict[str, tuple[float, float]]:
     env = make_env("envsynth/General-v0", task=task, max_turns=10**9)
     env.reset(seed=0)
     env_step = _timed(lambda: env.step(action), steps)
-    episode = Episode(task.payload)
+    episode = Episode(payload)
     tool = episode.tools[call.name]
 
     def bare_tool() -> None:
@@ -97,10 +102,7 @@ def measure_step_overhead(steps: int) -> dict[str, tuple[float, float]]:
         orjson.dumps(result)
 
     tool_work = _timed(bare_tool, steps)
-    gymnasium.register(
-        "envsynth-bench/Bare-v0", entry_point=BareEnv
-    ) if "envsynth-bench/Bare-v0" not in gymnasium.registry else None
-    bare = gymnasium.make("envsynth-bench/Bare-v0")
+    bare = gymnasium.make(gymnasium.envs.registration.EnvSpec("envsynth-bench/Bare-v0", BareEnv))
     bare.reset(seed=0)
     bare_step = _timed(lambda: bare.step(""), steps)
     overhead = [s - w for s, w in zip(sorted(env_step), sorted(tool_work), strict=True)]
