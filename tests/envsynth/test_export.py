@@ -72,3 +72,20 @@ def test_unknown_format(store: Store, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="jsonl or parquet"):
         export(store, tmp_path / "x.csv", "csv", "general")  # type: ignore[arg-type]
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_hugging_face_datasets_loads_both_formats(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import datasets
+
+    n = export(store, tmp_path / "g.parquet", "parquet", "general")
+    export(store, tmp_path / "g.jsonl", "jsonl", "general")
+    cache = str(tmp_path / "hf-cache")
+    for builder, name in (("parquet", "g.parquet"), ("json", "g.jsonl")):
+        ds = datasets.load_dataset(builder, data_files=str(tmp_path / name), split="train",
+                                   cache_dir=cache)
+        assert ds.num_rows == n and REQUIRED <= set(ds.column_names)
+        assert orjson.loads(ds[0]["tools"])[0]["type"] == "function"
