@@ -28,7 +28,10 @@ generate_app = typer.Typer(
 bench_app = typer.Typer(
     help="Benchmarks: each prints its baseline measured in the same run.", no_args_is_help=True
 )
+images_app = typer.Typer(help="Sandbox images: the bootstrapped base and the layers on it.",
+                         no_args_is_help=True)
 app.add_typer(generate_app, name="generate")
+app.add_typer(images_app, name="images")
 app.add_typer(bench_app, name="bench")
 console = Console(stderr=True)
 out = Console()
@@ -356,6 +359,41 @@ def bench_synthesis(
     from envsynth.bench.synthesis import run_bench
 
     out.print(run_bench(envs=envs, steps=steps, workers=workers))
+
+
+@images_app.command("build")
+def images_build(
+    names: Annotated[list[str] | None, typer.Argument(help="images to build (default: all)")] = None,
+) -> None:
+    """Build the base image (debootstrap + docker import) and the toolchain images on it."""
+    from sandbox.images import build_images
+
+    for tag in build_images(names or None):
+        out.print(f"ready {tag}")
+
+
+@images_app.command("list")
+def images_list() -> None:
+    """List envsynth's images with their recipe hashes and sizes."""
+    from sandbox.images import list_images
+
+    table = Table()
+    for col in ("image", "recipe", "size MB", "created"):
+        table.add_column(col)
+    for row in list_images():
+        table.add_row(row["tag"], row["recipe"], f"{row['size_mb']:.0f}", row["created"])
+    out.print(table)
+
+
+@images_app.command("prune")
+def images_prune(
+    keep_current: Annotated[bool, typer.Option(help="keep images of the current recipes")] = True,
+) -> None:
+    """Remove envsynth images whose recipe is no longer current (or all of them)."""
+    from sandbox.images import prune_images
+
+    for tag in prune_images(keep_current=keep_current):
+        out.print(f"removed {tag}")
 
 
 def main() -> None:
