@@ -28,8 +28,9 @@ generate_app = typer.Typer(
 bench_app = typer.Typer(
     help="Benchmarks: each prints its baseline measured in the same run.", no_args_is_help=True
 )
-images_app = typer.Typer(help="Sandbox images: the bootstrapped base and the layers on it.",
-                         no_args_is_help=True)
+images_app = typer.Typer(
+    help="Sandbox images: the bootstrapped base and the layers on it.", no_args_is_help=True
+)
 app.add_typer(generate_app, name="generate")
 app.add_typer(images_app, name="images")
 app.add_typer(bench_app, name="bench")
@@ -349,6 +350,42 @@ def rollout_cmd(
     out.print(f"mean reward {mean:.3f}; stored {len(trajectories)} trajectories in {store.url}")
 
 
+@app.command("replay")
+def replay_cmd(
+    trajectory_id: Annotated[str, typer.Argument(help="a stored trajectory id (tr-…)")],
+    db: DbOpt = None,
+    sandbox: Annotated[
+        str | None,
+        typer.Option(help="sandbox backend for environments that run code: docker or local"),
+    ] = None,
+) -> None:
+    """Re-execute a stored trajectory in a fresh environment; report the first divergence."""
+    from envsynth.replay import replay
+
+    store = _store(db)
+    trajectory = store.trajectory(trajectory_id)
+    task = store.task(trajectory.task_id)
+    report = replay(trajectory, task, **({"sandbox": sandbox} if sandbox else {}))
+    if report.identical:
+        out.print(
+            f"identical: {report.messages} messages replayed, reward "
+            f"{report.replayed_verdict.reward if report.replayed_verdict else '–'}"
+        )
+        return
+    d = report.divergence
+    if d is not None:
+        out.print(f"[red]diverges at message {d.index}[/red]")
+        out.print(f"recorded: {d.expected.model_dump_json() if d.expected else '(nothing)'}")
+        out.print(f"replayed: {d.actual.model_dump_json() if d.actual else '(nothing)'}")
+    else:
+        rec, rep = report.recorded_verdict, report.replayed_verdict
+        out.print(
+            f"[red]same messages, different reward[/red]: recorded "
+            f"{rec.reward if rec else '–'}, replayed {rep.reward if rep else '–'}"
+        )
+    raise typer.Exit(1)
+
+
 @bench_app.command("synthesis")
 def bench_synthesis(
     envs: Annotated[int, typer.Option(help="environments to generate")] = 1850,
@@ -363,7 +400,9 @@ def bench_synthesis(
 
 @images_app.command("build")
 def images_build(
-    names: Annotated[list[str] | None, typer.Argument(help="images to build (default: all)")] = None,
+    names: Annotated[
+        list[str] | None, typer.Argument(help="images to build (default: all)")
+    ] = None,
 ) -> None:
     """Build the base image (debootstrap + docker import) and the toolchain images on it."""
     from sandbox.images import build_images
