@@ -1,0 +1,565 @@
+"""`LocalSandbox`: Linux namespaces and cgroup or rlimit limits, no container runtime.
+
+Each command runs as a fresh process in the sandbox's namespaces (see `sandbox.namespaces`
+for the process tree), not in a persistent shell: state lives in the work dir, and every
+command gets its own pid namespace, so ending it — done, timed out or daemonized — is one
+kill that the kernel completes for the whole tree before we report. A persistent shell
+would make that kill end the session too, and its exit-code framing would have to be
+guarded against forgery; a fresh process costs a few milliseconds and needs neither.
+
+Isolation: user, pid, mount, net (only `lo`), ipc and uts namespaces; a tmpfs root holding
+the host's /usr, /bin, /lib… read-only and a minimal /etc, so no other host file is there
+to read; the command runs without capabilities. As root, the sandbox's root is mapped to
+a uid of its own (`UID_BASE`…), which owns no host file and makes every one of its
+processes findable; otherwise to the caller's uid. Limits: a cgroup v1 memory/pids/cpu
+group where writable (`sandbox.cgroups`), else RLIMIT_AS; always RLIMIT_NPROC (counted per
+user namespace), RLIMIT_FSIZE, RLIMIT_NOFILE, RLIMIT_CPU and RLIMIT_CORE; `disk_mb` sizes
+the one tmpfs behind the work dir, /tmp and /dev/shm.
+
+Lifetime: the holder and the agent die with their parent (PR_SET_PDEATHSIG) and with the
+control socket; the agent is the pid namespace's init, so its death kills everything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import functools
+import os
+import secrets
+import select
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import weakref
+from pathlib import Path
+
+from envsynth.errors import EnvsynthError
+from sandbox import namespaces
+from sandbox.base import BACKENDS, Sandbox, SandboxError
+from sandbox.cgroups import PREFIX, CgroupLimits, stale_groups
+from sandbox.spec import ExecResult, SandboxSpec
+
+MARKER = "ENVSYNTH_LOCAL_SANDBOX"
+UID_BASE, UID_SPAN = 0x5E000000, 1 << 24
+AGENT_SCRIPT = Path(namespaces.__file__)
+START_TIMEOUT_S = 15.0
+KILL_GRACE_S = 5.0
+DRAIN_GRACE_S = 2.0
+NOFILE = 1024
+RESERVED = {
+    "",
+    "usr",
+    "bin",
+    "sbin",
+    "lib",
+    "lib32",
+    "lib64",
+    "libx32",
+    "etc",
+    "dev",
+    "proc",
+    "sys",
+    "tmp",
+}
+
+_OPEN: weakref.WeakValueDictionary[str, LocalSandbox] = weakref.WeakValueDictionary()
+
+
+class PathEscapeError(EnvsynthError, PermissionError):
+    """A `put_file`/`get_file` path leads outside the work dir ('..', an absolute path
+    elsewhere, or a symlink out). Pass a path inside `spec.workdir`."""
+
+
+@BACKENDS.register("local")
+class LocalSandbox(Sandbox):
+    """A sandbox made of Linux namespaces on this machine. See the module docstring.
+
+    Args:
+        spec: the limits; `image` is ignored (the sandbox sees the host's /usr).
+        cgroups: use a cgroup v1 group for memory/pids/cpu where writable; False forces
+            rlimits only (RLIMIT_AS for memory, no CPU share).
+
+    Raises:
+        SandboxError: the namespaces could not be made here; `unavailable_reason()` says why.
+    """
+
+    def __init__(self, spec: SandboxSpec | None = None, *, cgroups: bool = True):
+        self.spec = spec or SandboxSpec()
+        _check_workdir(self.spec.workdir)
+        _reap_orphans()
+        self.id = f"{os.getpid()}-{secrets.token_hex(6)}"
+        self._lock, self._close_lock = threading.Lock(), threading.Lock()
+        self._closed, self._runs = False, 0
+        self._privileged = _privileged()
+        self.uid = UID_BASE + secrets.randbelow(UID_SPAN) if self._privileged else os.geteuid()
+        self._cgroup: CgroupLimits | None = None
+        self._holder: subprocess.Popen[bytes] | None = None
+        self._finalizer: weakref.finalize | None = None
+        self._agent_fd: int | None = None
+        self.agent_pid: int | None = None  # host pids, for tests and diagnostics
+        self.holder_pid: int | None = None
+        _OPEN[self.id] = self  # before any process exists, so no reaper takes it for a leak
+        self._sock, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            if cgroups and self._privileged:
+                self._cgroup = CgroupLimits.create(
+                    PREFIX + self.id, self.spec.memory_mb << 20, self.spec.pids + 3, self.spec.cpus
+                )
+            self._holder = self._spawn(child)
+            self.holder_pid = self._holder.pid
+            self._finalizer = weakref.finalize(self, _kill, self._holder, self._sock, self._cgroup)
+            self._handshake()
+        except BaseException:
+            self.close()
+            raise
+
+    # ------------------------------------------------------------------ start-up
+
+    def _spawn(self, child: socket.socket) -> subprocess.Popen[bytes]:
+        marker = f"{os.getpid()}:{_start_time(os.getpid())}:{self.id}"
+        try:
+            return subprocess.Popen(
+                [
+                    sys.executable,
+                    "-I",
+                    "-S",
+                    "-B",
+                    str(AGENT_SCRIPT),
+                    str(child.fileno()),
+                    str(os.getpid()),
+                ],
+                pass_fds=[child.fileno()],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                env={MARKER: marker, "LANG": "C.UTF-8"},
+                start_new_session=True,  # a terminal's ^C is the controller's to handle
+            )
+        finally:
+            child.close()
+
+    def _config(self) -> dict:
+        rlimits = {
+            "RLIMIT_NPROC": [self.spec.pids + 3] * 2,
+            "RLIMIT_NOFILE": [NOFILE] * 2,
+            "RLIMIT_FSIZE": [self.spec.disk_mb << 20] * 2,
+            "RLIMIT_CORE": [0, 0],
+        }
+        return {
+            "workdir": self.spec.workdir,
+            "disk_mb": self.spec.disk_mb,
+            "cpus": self.spec.cpus,
+            "network": self.spec.network,
+            "hostname": "sandbox",
+            "rlimits": rlimits,
+            "memory_rlimit": None if self._cgroup else self.spec.memory_mb << 20,
+            "setgroups": self._privileged,
+        }
+
+    def _handshake(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        header = self._startup_message(deadline)
+        if header["op"] != "userns":
+            raise SandboxError(f"local sandbox did not start: {header.get('message', header)}")
+        self._map_ids(self._holder.pid)
+        if self._cgroup is not None:
+            self._cgroup.attach(self._holder.pid)
+        namespaces.send_msg(self._sock, {"op": "mapped", "config": self._config()})
+        while True:
+            header = self._startup_message(deadline)
+            if header["op"] == "agent":
+                self.agent_pid = header["pid"]
+                self._agent_fd = os.pidfd_open(header["pid"])
+            elif header["op"] == "ready":
+                break
+            else:
+                raise SandboxError(f"local sandbox did not start: {header.get('message', header)}")
+        if self._holder.stderr is not None:
+            self._holder.stderr.close()
+
+    def _startup_message(self, deadline: float) -> dict:
+        ready, _, _ = select.select([self._sock], [], [], max(0.0, deadline - time.monotonic()))
+        msg = namespaces.recv_msg(self._sock) if ready else None
+        if msg is None:
+            self._holder.kill()
+            err = self._holder.stderr.read().decode(errors="replace") if self._holder.stderr else ""
+            why = "timed out" if not ready else "its process exited"
+            raise SandboxError(f"local sandbox did not start ({why}): {err.strip()[-2000:]}")
+        return msg[0]
+
+    def _map_ids(self, pid: int) -> None:
+        """Root inside is `self.uid` outside; unprivileged callers may map only themselves."""
+        proc = f"/proc/{pid}"
+        gid = self.uid if self._privileged else os.getegid()
+        if not self._privileged:
+            Path(f"{proc}/setgroups").write_text("deny")
+        Path(f"{proc}/uid_map").write_text(f"0 {self.uid} 1\n")
+        Path(f"{proc}/gid_map").write_text(f"0 {gid} 1\n")
+
+    # ------------------------------------------------------------------ commands
+
+    def run(self, cmd: str, timeout: float | None = None) -> ExecResult:
+        """Run `cmd` with `sh -c` in the work dir; stdin is empty.
+
+        Output beyond `spec.output_bytes` per stream is dropped (`truncated`); bytes that are
+        not UTF-8 come back as surrogate escapes. A timeout kills every process the command
+        started and returns `timed_out` with `exit_code` None. A death by signal N is exit
+        code 128 + N; `oom_killed` is set when the memory cgroup's OOM killer struck.
+
+        Raises:
+            SandboxError: the sandbox is closed or died.
+            ValueError: `cmd` is longer than the kernel takes for one argument (128 KiB);
+                write long scripts with `put_file` and run those.
+        """
+        timeout = self.spec.wall_time_s if timeout is None else timeout
+        payload = cmd.encode("utf-8", "surrogateescape")
+        if len(payload) > namespaces.MAX_COMMAND or b"\0" in payload:
+            raise ValueError(
+                "a command must be under 128 KiB and hold no NUL byte; "
+                "put a long script in a file with put_file and run that"
+            )
+        with self._lock:
+            self._check_open()
+            self._runs += 1
+            try:
+                return self._run(self._runs, payload, timeout)
+            except BaseException:
+                self.close()  # an unfinished exchange would desynchronize the next command
+                raise
+
+    def _run(self, rid: int, payload: bytes, timeout: float) -> ExecResult:
+        oom_before = self._cgroup.oom_kills() if self._cgroup else 0
+        pipes = [os.pipe(), os.pipe()]
+        for r, _ in pipes:
+            with contextlib.suppress(OSError):
+                fcntl.fcntl(r, fcntl.F_SETPIPE_SZ, 1 << 20)  # fewer wakeups under a flood
+        t0 = time.monotonic()
+        try:
+            namespaces.send_msg(
+                self._sock,
+                {"op": "run", "run": rid, "timeout": timeout},
+                payload,
+                fds=(pipes[0][1], pipes[1][1]),
+            )
+        finally:
+            for _, w in pipes:
+                os.close(w)
+        try:
+            exit_msg, outputs = self._collect(rid, [r for r, _ in pipes], t0 + timeout)
+        finally:
+            for r, _ in pipes:
+                with contextlib.suppress(OSError):
+                    os.close(r)
+        if exit_msg.get("error"):
+            raise SandboxError(f"local sandbox could not run the command: {exit_msg['error']}")
+        if exit_msg.get("left"):
+            raise SandboxError(f"processes outlived their command's namespace: {exit_msg['left']}")
+        status = exit_msg["status"]
+        timed_out = bool(exit_msg["killed"])
+        code = None if timed_out or status is None else os.waitstatus_to_exitcode(status)
+        return ExecResult(
+            exit_code=None if code is None else (128 - code if code < 0 else code),
+            stdout=outputs[0].text(),
+            stderr=outputs[1].text(),
+            timed_out=timed_out,
+            oom_killed=bool(self._cgroup and self._cgroup.oom_kills() > oom_before),
+            truncated=outputs[0].truncated or outputs[1].truncated,
+            duration_s=time.monotonic() - t0,
+        )
+
+    def _collect(self, rid: int, fds: list[int], deadline: float) -> tuple[dict, list[_Capture]]:
+        """Read both streams and the agent's report; kill at the deadline."""
+        outputs = [_Capture(self.spec.output_bytes), _Capture(self.spec.output_bytes)]
+        exit_msg: dict | None = None
+        kill_deadline = drain_deadline = float("inf")
+        open_fds = set(fds)
+        with selectors.DefaultSelector() as sel:
+            for i, fd in enumerate(fds):
+                sel.register(fd, selectors.EVENT_READ, i)
+            sel.register(self._sock, selectors.EVENT_READ, "agent")
+            while exit_msg is None or open_fds:
+                now = time.monotonic()
+                if exit_msg is None and now >= deadline and kill_deadline == float("inf"):
+                    namespaces.send_msg(self._sock, {"op": "kill", "run": rid})
+                    kill_deadline = now + KILL_GRACE_S
+                if now >= kill_deadline:
+                    raise SandboxError("the sandbox did not stop a timed-out command; closed it")
+                if now >= drain_deadline:
+                    break  # everything is dead; a descriptor passed elsewhere stays open
+                wake = min(
+                    deadline if kill_deadline == float("inf") else kill_deadline, drain_deadline
+                )
+                for key, _ in sel.select(
+                    max(0.0, wake - now) if exit_msg is None else max(0.0, drain_deadline - now)
+                ):
+                    if key.data == "agent":
+                        msg = namespaces.recv_msg(self._sock)
+                        if msg is None:
+                            raise SandboxError("the local sandbox died during a command")
+                        if msg[0].get("op") == "exit" and msg[0].get("run") == rid:
+                            exit_msg = msg[0]
+                            sel.unregister(self._sock)
+                            drain_deadline = time.monotonic() + DRAIN_GRACE_S
+                        continue
+                    chunk = os.read(key.fd, 1 << 20)
+                    if chunk:
+                        outputs[key.data].feed(chunk)
+                    else:
+                        sel.unregister(key.fd)
+                        open_fds.discard(key.fd)
+        return exit_msg, outputs
+
+    # ------------------------------------------------------------------ files
+
+    def put_file(self, path: str, data: bytes) -> None:
+        """Write `data` to `path` under the work dir, making parent directories.
+
+        Raises:
+            PathEscapeError: the path leads outside the work dir.
+        """
+        with os.fdopen(self._open(path, write=True), "wb") as f:
+            f.write(data)
+
+    def get_file(self, path: str) -> bytes:
+        """Read a regular file under the work dir.
+
+        Raises:
+            FileNotFoundError: no such file.
+            PathEscapeError: the path leads outside the work dir.
+        """
+        with os.fdopen(self._open(path, write=False), "rb") as f:
+            return f.read()
+
+    def _open(self, path: str, write: bool) -> int:
+        """The agent opens the file (so it belongs to the sandbox's root) and hands it over."""
+        rel = self._relative(path)
+        with self._lock:
+            self._check_open()
+            namespaces.send_msg(self._sock, {"op": "open", "path": rel, "write": write})
+            while True:
+                msg = namespaces.recv_msg(self._sock)
+                if msg is None:
+                    self.close()
+                    raise SandboxError("the local sandbox died")
+                if msg[0]["op"] == "opened":
+                    break
+        header, _, fds = msg
+        if fds:
+            return fds[0]
+        err = header["errno"]
+        if err == errno.EXDEV:  # RESOLVE_BENEATH refused a way out
+            raise PathEscapeError(f"{path!r} leads outside the work dir {self.spec.workdir}")
+        raise OSError(err, header["message"], path)
+
+    def _relative(self, path: str) -> str:
+        workdir = self.spec.workdir.rstrip("/")
+        if path.startswith("/"):
+            if not path.startswith(workdir + "/"):
+                raise PathEscapeError(f"{path!r} is not under the work dir {workdir}")
+            path = path[len(workdir) + 1 :]
+        if not path.strip("/") or "\0" in path:
+            raise PathEscapeError(f"{path!r} does not name a file under {workdir}")
+        return path
+
+    # ------------------------------------------------------------------ end
+
+    def close(self) -> None:
+        """Kill everything in the sandbox and wait until it is gone; idempotent."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        with contextlib.suppress(OSError):
+            self._sock.close()
+        if self._agent_fd is not None:
+            with contextlib.suppress(OSError):
+                signal.pidfd_send_signal(self._agent_fd, signal.SIGKILL)
+        if self._holder is not None:
+            _kill(self._holder, None, None, wait=True)
+        if self._agent_fd is not None:
+            # The agent is the sandbox's init: once it has exited, so has everything inside.
+            select.select([self._agent_fd], [], [], KILL_GRACE_S)
+            os.close(self._agent_fd)
+        if self._cgroup is not None:
+            self._cgroup.remove()
+        _OPEN.pop(self.id, None)
+
+    def _check_open(self) -> None:
+        if self._closed or self._holder is None or self._holder.poll() is not None:
+            raise SandboxError("this local sandbox is closed or died; make a new one")
+
+
+class _Capture:
+    """One output stream, kept up to a cap; the rest is read and dropped."""
+
+    def __init__(self, cap: int):
+        self.cap, self.data, self.truncated = cap, bytearray(), False
+
+    def feed(self, chunk: bytes) -> None:
+        room = self.cap - len(self.data)
+        if room > 0:
+            self.data += chunk[:room]
+        if len(chunk) > room:
+            self.truncated = True
+
+    def text(self) -> str:
+        return self.data.decode("utf-8", "surrogateescape")
+
+
+def _kill(
+    holder: subprocess.Popen[bytes],
+    sock: socket.socket | None,
+    cgroup: CgroupLimits | None,
+    wait: bool = False,
+) -> None:
+    """End a sandbox by its holder (the agent follows by PR_SET_PDEATHSIG) and reap it."""
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.close()
+    if holder.poll() is None:
+        # The holder exits once the agent is dead; the kill covers a wedged start-up.
+        try:
+            holder.wait(KILL_GRACE_S if wait else 0)
+        except subprocess.TimeoutExpired:
+            holder.kill()
+    holder.wait()
+    if holder.stderr is not None:
+        holder.stderr.close()
+    if cgroup is not None:
+        cgroup.remove()
+
+
+def _check_workdir(workdir: str) -> None:
+    parts = workdir.strip("/").split("/")
+    if (
+        not workdir.startswith("/")
+        or parts[0] in RESERVED
+        or ".." in parts
+        or os.path.normpath(workdir) != workdir
+    ):
+        raise ValueError(
+            f"workdir {workdir!r} must be a normalized absolute path outside "
+            f"the system directories, e.g. /work"
+        )
+
+
+def _privileged() -> bool:
+    """Root of the initial user namespace: may map the sandbox to a uid of its own."""
+    if os.geteuid() != 0:
+        return False
+    with open("/proc/self/uid_map") as f:
+        return f.read().split() == ["0", "0", "4294967295"]
+
+
+def _start_time(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[19]
+
+
+# ---------------------------------------------------------------------- leaks and reaping
+
+
+def _processes() -> dict[int, dict]:
+    """Every process: parent, uid, state, name and (when readable) our marker."""
+    procs: dict[int, dict] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/status") as f:
+                fields = dict(line.split(":", 1) for line in f if ":" in line)
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                env = f.read().split(b"\0")
+        except OSError:
+            continue  # exited meanwhile, or not ours to read
+        prefix = MARKER.encode() + b"="
+        marker = next((v[len(prefix) :].decode() for v in env if v.startswith(prefix)), None)
+        procs[int(entry)] = {
+            "ppid": int(fields["PPid"]),
+            "uid": int(fields["Uid"].split()[1]),
+            "state": fields["State"].split()[0],
+            "name": fields["Name"].strip(),
+            "marker": marker,
+        }
+    return procs
+
+
+def _marker_live(marker: str) -> bool:
+    """Whether a marker's sandbox may still be alive: its controller runs and keeps it open."""
+    ctl, start, sandbox_id = marker.split(":", 2)
+    if int(ctl) == os.getpid():
+        return start == _start_time(os.getpid()) and sandbox_id in _OPEN
+    try:
+        return _start_time(int(ctl)) == start
+    except OSError:
+        return False
+
+
+def _ours_unwanted() -> dict[int, dict]:
+    """Processes of local sandboxes that are closed or whose controller died."""
+    procs = _processes()
+    live_uids: set[int] = set()
+    dead: set[int] = set()
+    for pid, p in procs.items():
+        if p["marker"] is not None:
+            (live_uids.add(p["uid"]) if _marker_live(p["marker"]) else dead.add(pid))
+
+    def under_dead(pid: int) -> bool:
+        seen = 0
+        while pid > 1 and seen < 64:
+            if pid in dead:
+                return True
+            pid, seen = procs[pid]["ppid"] if pid in procs else 0, seen + 1
+        return False
+
+    return {
+        pid: p
+        for pid, p in procs.items()
+        if p["state"] != "Z"
+        and (
+            under_dead(pid)
+            or (UID_BASE <= p["uid"] < UID_BASE + UID_SPAN and p["uid"] not in live_uids)
+        )
+    }
+
+
+def leaked() -> list[str]:
+    """Processes (and cgroups) of local sandboxes still alive though closed or orphaned."""
+    found = [
+        f"process {pid} ({p['name']}, uid {p['uid']})"
+        for pid, p in sorted(_ours_unwanted().items())
+    ]
+    return found + [f"cgroup {path}" for path in stale_groups()]
+
+
+def _reap_orphans() -> None:
+    """Kill what crashed controllers left behind and drop their cgroups (a few ms)."""
+    for pid in _ours_unwanted():
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    for path in stale_groups():
+        with contextlib.suppress(OSError):
+            os.rmdir(path)
+
+
+@functools.cache
+def unavailable_reason() -> str | None:
+    """None when a LocalSandbox can run here, else why not (checked by starting one)."""
+    if sys.platform != "linux":
+        return "LocalSandbox needs Linux namespaces"
+    try:
+        with LocalSandbox(SandboxSpec(memory_mb=64, disk_mb=1)) as sb:
+            result = sb.run("true", timeout=10)
+    except (SandboxError, OSError) as e:
+        return str(e)
+    if result.exit_code != 0:
+        return f"a trial command failed in the sandbox: {result}"
+    return None

@@ -1,0 +1,410 @@
+"""LocalSandbox beyond the battery: namespaces, limits, files, and dying with its parent.
+
+Every test runs real namespaces on this machine; the oracle is the host's own view
+(/proc, the host's namespace links, the host's files) set against what a command sees.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import factory
+
+from sandbox.base import SandboxError
+from sandbox.local import UID_BASE, LocalSandbox, PathEscapeError, leaked
+from sandbox.spec import SandboxSpec
+
+REPO = Path(__file__).resolve().parents[2]
+SPEC = SandboxSpec(memory_mb=128, pids=32, disk_mb=8, wall_time_s=10)
+
+
+@pytest.fixture(scope="module")
+def make() -> type[LocalSandbox]:
+    return factory("local")  # type: ignore[return-value]
+
+
+@pytest.fixture(scope="module")
+def sb(make: type[LocalSandbox]) -> Iterator[LocalSandbox]:
+    with make(SPEC) as box:
+        yield box
+    assert not leaked()
+
+
+def _ok(sb: LocalSandbox, cmd: str) -> str:
+    result = sb.run(cmd, timeout=10)
+    assert result.exit_code == 0, result
+    return result.stdout
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _descendants(root: int) -> set[int]:
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                pass
+    found, grew = {root}, True
+    while grew:
+        new = {pid for pid, ppid in parents.items() if ppid in found} - found
+        found |= new
+        grew = bool(new)
+    return found
+
+
+# ---------------------------------------------------------------------- isolation
+
+
+def test_every_namespace_differs_from_the_hosts(sb: LocalSandbox) -> None:
+    kinds = ["user", "pid", "net", "mnt", "ipc", "uts"]
+    inside = _ok(sb, " ; ".join(f"readlink /proc/self/ns/{k}" for k in kinds)).split()
+    host = [os.readlink(f"/proc/self/ns/{k}") for k in kinds]
+    assert len(inside) == len(kinds)
+    for kind, mine, theirs in zip(kinds, inside, host, strict=True):
+        assert mine.startswith(kind) and mine != theirs, kind
+
+
+def test_hostname_network_and_pid_one(sb: LocalSandbox) -> None:
+    assert _ok(sb, "hostname").strip() == "sandbox" != socket.gethostname()
+    links = _ok(sb, "python3 -c 'import socket; print(socket.if_nameindex())'")
+    assert links.strip() == "[(1, 'lo')]"
+    assert _ok(sb, "ip -o link | cut -d: -f2").split() == ["lo"]
+    # The command's own namespace: its init is ours, the shell is pid 2, nothing else runs.
+    assert _ok(sb, "cat /proc/1/comm; echo $$").split() == ["sandbox-init", "2"]
+    pids = {entry for entry in _ok(sb, "ls /proc").split() if entry.isdigit()}
+    assert pids == {"1", "2", "3"}  # init, sh, ls: no other process is in sight
+
+
+def test_root_inside_is_an_unprivileged_uid_outside(sb: LocalSandbox) -> None:
+    assert _ok(sb, "id -u; id -g").split() == ["0", "0"]
+    assert _ok(sb, "cat /proc/self/uid_map").split() == ["0", str(sb.uid), "1"]
+    if os.geteuid() == 0:
+        assert sb.uid >= UID_BASE  # a uid of its own, owning no host file
+        with open(f"/proc/{sb.agent_pid}/status") as f:
+            uids = next(line for line in f if line.startswith("Uid:")).split()[1:]
+        assert uids == [str(sb.uid)] * 4
+    status = _ok(sb, "grep -E '^(CapEff|CapPrm|CapBnd|NoNewPrivs)' /proc/self/status")
+    assert status.split() == [
+        "CapPrm:",
+        "0" * 16,
+        "CapEff:",
+        "0" * 16,
+        "CapBnd:",
+        "0" * 16,
+        "NoNewPrivs:",
+        "1",
+    ]
+
+
+def test_host_files_are_not_there(sb: LocalSandbox, host_secret: str) -> None:
+    listing = _ok(sb, "ls / /etc")
+    for absent in ("root", "home", "var", "opt", "srv", "shadow", "envsynth-host-secret"):
+        assert absent not in listing.split()
+    result = sb.run("cat /etc/shadow /root/.bashrc /proc/1/root/etc/envsynth-host-secret", 5)
+    assert result.exit_code != 0 and host_secret not in result.stdout + result.stderr
+    # The system directories are the host's, read-only.
+    assert _ok(sb, "test -x /usr/bin/python3 && echo yes").strip() == "yes"
+    assert sb.run("touch /usr/bin/x /etc/x /x", 5).stderr.count("Read-only file system") == 3
+
+
+def test_only_stdio_is_inherited(sb: LocalSandbox) -> None:
+    fds = _ok(sb, "python3 -c 'import os; print(sorted(os.listdir(\"/proc/self/fd\")))'")
+    assert fds.strip() == "['0', '1', '2', '3']"  # 3: listdir's own handle
+    assert _ok(sb, "readlink /proc/self/fd/0").strip() == "/dev/null"
+    env = _ok(sb, "env | cut -d= -f1 | sort").split()
+    assert "ENVSYNTH_LOCAL_SANDBOX" not in env and "PATH" in env
+
+
+# ---------------------------------------------------------------------- limits
+
+
+def test_rlimits_are_in_effect(sb: LocalSandbox) -> None:
+    nofile, nproc, fsize, core = _ok(sb, "ulimit -n; ulimit -p; ulimit -f; ulimit -c").split()
+    assert (nofile, nproc, core) == ("1024", str(SPEC.pids + 3), "0")
+    assert int(fsize) * 512 == SPEC.disk_mb << 20  # dash counts 512-byte blocks
+
+
+def test_pids_limit_stops_many_processes(sb: LocalSandbox) -> None:
+    result = sb.run("for i in $(seq 60); do sleep 5 & done; echo done", timeout=10)
+    assert "Cannot fork" in result.stderr
+    assert result.duration_s < 5  # the sleeps did not keep the command alive
+
+
+def test_disk_is_the_tmpfs_size(make: type[LocalSandbox]) -> None:
+    with make(SandboxSpec(disk_mb=2)) as box:
+        # Many small files pass RLIMIT_FSIZE; the tmpfs size is what stops them.
+        result = box.run("for i in 1 2 3; do head -c 1000000 /dev/zero > f$i || exit 9; done")
+        assert result.exit_code == 9 and "No space left on device" in result.stderr
+        assert box.run("head -c 1000000 /dev/zero > /tmp/t").exit_code != 0  # same tmpfs
+        assert box.run("rm f1 && head -c 10 /dev/zero > /tmp/t").exit_code == 0
+
+
+def test_memory_limit_oom_kills_with_cgroups(sb: LocalSandbox) -> None:
+    result = sb.run("python3 -c 'x = bytearray(1 << 30); x[::4096] = b\"1\" * (1 << 18)'", 20)
+    if sb._cgroup is not None:
+        assert result.oom_killed and result.exit_code == 137, result
+    else:
+        assert result.exit_code != 0 and "MemoryError" in result.stderr, result
+    assert _ok(sb, "echo alive").strip() == "alive"
+
+
+def test_memory_limit_without_cgroups_is_rlimit_as(make: type[LocalSandbox]) -> None:
+    with LocalSandbox(SandboxSpec(memory_mb=64), cgroups=False) as box:
+        assert box._cgroup is None
+        assert box.run("ulimit -v").stdout.strip() == str(64 << 10)
+        result = box.run("python3 -c 'x = bytearray(100 << 20)'")
+        assert result.exit_code == 1 and "MemoryError" in result.stderr and not result.oom_killed
+
+
+def test_cgroup_holds_the_sandbox(sb: LocalSandbox) -> None:
+    if sb._cgroup is None:
+        assert os.geteuid() != 0 or not os.path.isdir("/sys/fs/cgroup/memory")
+        return
+    procs = Path(sb._cgroup.dirs["memory"], "cgroup.procs").read_text().split()
+    assert str(sb.agent_pid) in procs and str(sb.holder_pid) in procs
+    limit = Path(sb._cgroup.dirs["memory"], "memory.limit_in_bytes").read_text()
+    assert int(limit) == SPEC.memory_mb << 20
+    if "pids" in sb._cgroup.dirs:
+        assert Path(sb._cgroup.dirs["pids"], "pids.max").read_text().strip() == str(SPEC.pids + 3)
+
+
+# ---------------------------------------------------------------------- commands
+
+
+def test_timeout_kills_the_whole_tree(sb: LocalSandbox) -> None:
+    before = _descendants(sb.agent_pid or -1)
+    result = sb.run("setsid sh -c 'sleep 300' & (nohup sleep 300 &) ; sleep 300", timeout=1)
+    assert result.timed_out and result.exit_code is None and result.duration_s < 5
+    assert _descendants(sb.agent_pid or -1) == before  # the agent alone, as before
+
+
+def test_output_is_capped_per_stream(make: type[LocalSandbox]) -> None:
+    with make(SandboxSpec(output_bytes=1024)) as box:
+        result = box.run("head -c 5000 /dev/zero | tr '\\0' a; echo err >&2")
+        assert result.truncated and result.stdout == "a" * 1024 and result.stderr == "err\n"
+        result = box.run("echo fits")
+        assert not result.truncated and result.stdout == "fits\n"
+
+
+def test_state_persists_in_the_work_dir_only(sb: LocalSandbox) -> None:
+    _ok(sb, "echo kept > state.txt; cd /tmp; echo gone > /work/../x 2>/dev/null; export V=1")
+    assert _ok(sb, "pwd; cat state.txt; echo ${V:-unset}").split() == ["/work", "kept", "unset"]
+
+
+def test_work_dirs_are_private(make: type[LocalSandbox]) -> None:
+    with make(SPEC) as a, make(SPEC) as b:
+        a.put_file("mine.txt", b"a's")
+        _ok(a, "echo hidden > /tmp/t")
+        assert b.run("cat mine.txt /tmp/t").exit_code != 0
+        assert not Path("/work/mine.txt").exists()
+        assert a.get_file("mine.txt") == b"a's"
+
+
+def test_commands_longer_than_an_argument_are_refused(sb: LocalSandbox) -> None:
+    with pytest.raises(ValueError, match="put_file"):
+        sb.run("echo " + "x" * (128 * 1024))
+    assert _ok(sb, "echo " + "y" * 100_000).strip() == "y" * 100_000
+
+
+# ---------------------------------------------------------------------- files
+
+
+def test_put_and_get_files(sb: LocalSandbox) -> None:
+    sb.put_file("deep/er/data.bin", bytes(range(256)) * 10)
+    assert sb.get_file("/work/deep/er/data.bin") == bytes(range(256)) * 10
+    assert _ok(sb, "stat -c '%u %s' deep/er/data.bin").split() == ["0", "2560"]
+    _ok(sb, "echo from-inside > inside.txt; ln -s deep/er/data.bin link")
+    assert sb.get_file("inside.txt") == b"from-inside\n"
+    assert sb.get_file("link") == bytes(range(256)) * 10  # a symlink that stays inside
+    with pytest.raises(FileNotFoundError):
+        sb.get_file("missing.txt")
+
+
+@pytest.mark.parametrize(
+    ("setup", "path"),
+    [
+        ("", "../etc/passwd"),
+        ("", "/etc/passwd"),
+        ("", "deep/../../x"),
+        ("ln -sfn / rootlink", "rootlink/etc/hostname"),
+        ("ln -sfn /etc/hostname abslink", "abslink"),
+        ("ln -sfn ../../.. uplink", "uplink/x"),
+    ],
+)
+def test_paths_out_of_the_work_dir_are_refused(sb: LocalSandbox, setup: str, path: str) -> None:
+    if setup:
+        _ok(sb, setup)
+    with pytest.raises(PathEscapeError):
+        sb.get_file(path)
+    with pytest.raises(PathEscapeError):
+        sb.put_file(path, b"x")
+
+
+def test_special_files_are_refused_not_waited_on(sb: LocalSandbox) -> None:
+    _ok(sb, "mkfifo fifo; mkdir -p adir")
+    t0 = time.monotonic()
+    with pytest.raises(OSError):
+        sb.get_file("fifo")
+    with pytest.raises(OSError):
+        sb.put_file("fifo", b"x")
+    with pytest.raises(IsADirectoryError):
+        sb.get_file("adir")
+    assert time.monotonic() - t0 < 2
+
+
+# ---------------------------------------------------------------------- lifetime
+
+
+def test_close_removes_everything(make: type[LocalSandbox]) -> None:
+    box = make(SPEC)
+    box.run("sleep 300 &")
+    holder, agent, cgroup = box.holder_pid, box.agent_pid, box._cgroup
+    box.close()
+    box.close()
+    assert holder and agent and not _alive(holder) and not _alive(agent)
+    if cgroup is not None:
+        assert not any(os.path.exists(d) for d in cgroup.dirs.values())
+    with pytest.raises(SandboxError):
+        box.run("true")
+    assert not leaked()
+
+
+def test_a_dead_sandbox_is_reported_not_waited_on(make: type[LocalSandbox]) -> None:
+    box = make(SPEC)
+    killer = threading.Timer(0.5, os.kill, (box.agent_pid, signal.SIGKILL))
+    killer.start()
+    t0 = time.monotonic()
+    with pytest.raises(SandboxError):
+        box.run("sleep 30", timeout=30)
+    assert time.monotonic() - t0 < 5
+    with pytest.raises(SandboxError):
+        box.run("true")
+    assert not leaked()
+
+
+CONTROLLER = """
+import sys
+from sandbox.local import LocalSandbox
+sb = LocalSandbox()
+print(sb.holder_pid, sb.agent_pid, flush=True)
+sb.run("setsid sleep 300 & sleep 300", timeout=600)
+"""
+
+
+def test_sandbox_dies_with_its_controller(make: type[LocalSandbox]) -> None:
+    ctl = subprocess.Popen([sys.executable, "-c", CONTROLLER], cwd=REPO, stdout=subprocess.PIPE)
+    assert ctl.stdout is not None
+    holder, agent = map(int, ctl.stdout.readline().split())
+    deadline = time.monotonic() + 10
+    while len(_descendants(holder)) < 5 and time.monotonic() < deadline:
+        time.sleep(0.05)  # holder, agent, command init, sh, 2 × sleep
+    tree = _descendants(holder)
+    assert len(tree) >= 5 and agent in tree
+    ctl.kill()
+    ctl.wait()
+    deadline = time.monotonic() + 2
+    while any(_alive(pid) for pid in tree) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not [pid for pid in tree if _alive(pid)]
+    with make(SPEC):
+        pass  # the next start reaps what the dead controller could not (its cgroups)
+    assert not leaked()
+
+
+UNPRIVILEGED = """
+import json
+from sandbox.local import LocalSandbox, leaked, unavailable_reason
+from sandbox.spec import SandboxSpec
+out = {"reason": unavailable_reason()}
+with LocalSandbox(SandboxSpec(memory_mb=64, pids=16, disk_mb=4)) as sb:
+    out["cgroup"] = sb._cgroup is not None
+    out["map"] = sb.run("cat /proc/self/uid_map").stdout.split()
+    out["host"] = sb.run("hostname; cat /etc/envsynth-host-secret").stdout.split()
+    out["bomb"] = sb.run("python3 -c 'x = bytearray(1 << 30)'").stderr.splitlines()[-1:]
+    out["timeout"] = sb.run("setsid sleep 300 & sleep 300", timeout=1).timed_out
+    sb.put_file("f", b"data")
+    out["file"] = sb.run("cat f").stdout
+out["leaked"] = leaked()
+print(json.dumps(out))
+"""
+
+
+def test_without_privilege_it_maps_the_caller_and_uses_rlimits(make: type[LocalSandbox]) -> None:
+    """A user namespace's root is not the host's: the path a non-root caller takes."""
+    done = subprocess.run(
+        ["unshare", "--user", "--map-root-user", sys.executable, "-c", UNPRIVILEGED],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out == {
+        "reason": None,
+        "cgroup": False,
+        "map": ["0", "0", "1"],
+        "host": ["sandbox"],
+        "bomb": ["MemoryError"],
+        "timeout": True,
+        "file": "data",
+        "leaked": [],
+    }
+
+
+def test_unavailable_reason_says_why() -> None:
+    script = textwrap.dedent("""
+        from pathlib import Path
+        Path("/proc/sys/user/max_user_namespaces").write_text("0")
+        from sandbox.local import unavailable_reason
+        print(unavailable_reason())
+    """)
+    done = subprocess.run(
+        ["unshare", "--user", "--map-root-user", sys.executable, "-c", script],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "cannot create a user namespace" in done.stdout
+
+
+def test_network_on_shares_the_hosts_network(make: type[LocalSandbox]) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        probe = f"python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", {port}), 2)'"
+        with make(SPEC) as closed:
+            assert closed.run(probe).exit_code != 0
+        with make(SandboxSpec(network=True)) as open_:
+            assert open_.run(probe).exit_code == 0
+
+
+def test_workdir_must_stay_out_of_system_dirs(make: type[LocalSandbox]) -> None:
+    for bad in ("/etc", "/usr/x", "work", "/a/../b", "/"):
+        with pytest.raises(ValueError):
+            make(SandboxSpec(workdir=bad))
+    with make(SandboxSpec(workdir="/home/agent/repo")) as box:
+        assert _ok(box, "pwd; echo ~").split() == ["/home/agent/repo"] * 2
+        box.put_file("/home/agent/repo/x", b"1")
+        assert box.get_file("x") == b"1"
