@@ -110,6 +110,17 @@ class CgroupLimits:
                     return int(value)
         return 0
 
+    def fork_refusals(self) -> int:
+        """How many forks the pids limit has refused so far; -1 without a pids group."""
+        if "pids" not in self.dirs:
+            return -1
+        with open(os.path.join(self.dirs["pids"], "pids.events")) as f:
+            for line in f:
+                key, _, value = line.partition(" ")
+                if key == "max":
+                    return int(value)
+        return 0
+
     def remove(self, timeout: float = 2.0) -> list[str]:
         """Remove the groups once their tasks are gone; returns those that could not be."""
         deadline = time.monotonic() + timeout

@@ -37,6 +37,7 @@ import sys
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 
 from envsynth.errors import EnvsynthError
@@ -51,6 +52,11 @@ AGENT_SCRIPT = Path(namespaces.__file__)
 START_TIMEOUT_S = 15.0
 KILL_GRACE_S = 5.0
 DRAIN_GRACE_S = 2.0
+PIDS_POLL_S = 0.05
+PIDS_NOTE = (
+    "envsynth: the command reached the sandbox's process limit; it and every process it "
+    "started were killed\n"
+)
 NOFILE = 1024
 RESERVED = {
     "",
@@ -146,11 +152,14 @@ class LocalSandbox(Sandbox):
 
     def _config(self) -> dict:
         rlimits = {
-            "RLIMIT_NPROC": [self.spec.pids + 3] * 2,
             "RLIMIT_NOFILE": [NOFILE] * 2,
             "RLIMIT_FSIZE": [self.spec.disk_mb << 20] * 2,
             "RLIMIT_CORE": [0, 0],
         }
+        if self._cgroup is None or "pids" not in self._cgroup.dirs:
+            # Counted per user namespace (Linux >= 5.14). With a pids group it stays unset:
+            # it would refuse forks first, and only the group counts the refusals.
+            rlimits["RLIMIT_NPROC"] = [self.spec.pids + 3] * 2
         return {
             "workdir": self.spec.workdir,
             "disk_mb": self.spec.disk_mb,
@@ -234,12 +243,20 @@ class LocalSandbox(Sandbox):
                 raise
 
     def _run(self, rid: int, payload: bytes, timeout: float) -> ExecResult:
-        oom_before = self._cgroup.oom_kills() if self._cgroup else 0
+        cgroup = self._cgroup
+        oom_before = cgroup.oom_kills() if cgroup else 0
         pipes = [os.pipe(), os.pipe()]
         for r, _ in pipes:
             with contextlib.suppress(OSError):
                 fcntl.fcntl(r, fcntl.F_SETPIPE_SZ, 1 << 20)  # fewer wakeups under a flood
-        t0 = time.monotonic()
+        exchange = _Exchange(
+            self._sock,
+            rid,
+            [r for r, _ in pipes],
+            self.spec.output_bytes,
+            timeout,
+            cgroup.fork_refusals if cgroup and "pids" in cgroup.dirs else None,
+        )
         try:
             namespaces.send_msg(
                 self._sock,
@@ -251,69 +268,33 @@ class LocalSandbox(Sandbox):
             for _, w in pipes:
                 os.close(w)
         try:
-            exit_msg, outputs = self._collect(rid, [r for r, _ in pipes], t0 + timeout)
+            msg = exchange.wait()
         finally:
             for r, _ in pipes:
                 with contextlib.suppress(OSError):
                     os.close(r)
-        if exit_msg.get("error"):
-            raise SandboxError(f"local sandbox could not run the command: {exit_msg['error']}")
-        if exit_msg.get("left"):
-            raise SandboxError(f"processes outlived their command's namespace: {exit_msg['left']}")
-        status = exit_msg["status"]
-        timed_out = bool(exit_msg["killed"])
-        code = None if timed_out or status is None else os.waitstatus_to_exitcode(status)
+        if msg.get("error"):
+            raise SandboxError(f"local sandbox could not run the command: {msg['error']}")
+        if msg.get("left"):
+            raise SandboxError(f"processes outlived their command's namespace: {msg['left']}")
+        killed_for = exchange.kill_reason if msg["killed"] else None
+        stdout, stderr = exchange.outputs[0].text(), exchange.outputs[1].text()
+        if killed_for == "pids":
+            code, stderr = 128 + signal.SIGKILL, stderr + PIDS_NOTE
+        elif killed_for == "timeout" or msg["status"] is None:
+            code = None
+        else:
+            code = os.waitstatus_to_exitcode(msg["status"])
+            code = 128 - code if code < 0 else code  # killed by signal N: 128 + N, as shells say
         return ExecResult(
-            exit_code=None if code is None else (128 - code if code < 0 else code),
-            stdout=outputs[0].text(),
-            stderr=outputs[1].text(),
-            timed_out=timed_out,
-            oom_killed=bool(self._cgroup and self._cgroup.oom_kills() > oom_before),
-            truncated=outputs[0].truncated or outputs[1].truncated,
-            duration_s=time.monotonic() - t0,
+            exit_code=code,
+            stdout=stdout,
+            stderr=stderr,
+            timed_out=killed_for == "timeout",
+            oom_killed=bool(cgroup and cgroup.oom_kills() > oom_before),
+            truncated=exchange.outputs[0].truncated or exchange.outputs[1].truncated,
+            duration_s=time.monotonic() - exchange.start,
         )
-
-    def _collect(self, rid: int, fds: list[int], deadline: float) -> tuple[dict, list[_Capture]]:
-        """Read both streams and the agent's report; kill at the deadline."""
-        outputs = [_Capture(self.spec.output_bytes), _Capture(self.spec.output_bytes)]
-        exit_msg: dict | None = None
-        kill_deadline = drain_deadline = float("inf")
-        open_fds = set(fds)
-        with selectors.DefaultSelector() as sel:
-            for i, fd in enumerate(fds):
-                sel.register(fd, selectors.EVENT_READ, i)
-            sel.register(self._sock, selectors.EVENT_READ, "agent")
-            while exit_msg is None or open_fds:
-                now = time.monotonic()
-                if exit_msg is None and now >= deadline and kill_deadline == float("inf"):
-                    namespaces.send_msg(self._sock, {"op": "kill", "run": rid})
-                    kill_deadline = now + KILL_GRACE_S
-                if now >= kill_deadline:
-                    raise SandboxError("the sandbox did not stop a timed-out command; closed it")
-                if now >= drain_deadline:
-                    break  # everything is dead; a descriptor passed elsewhere stays open
-                wake = min(
-                    deadline if kill_deadline == float("inf") else kill_deadline, drain_deadline
-                )
-                for key, _ in sel.select(
-                    max(0.0, wake - now) if exit_msg is None else max(0.0, drain_deadline - now)
-                ):
-                    if key.data == "agent":
-                        msg = namespaces.recv_msg(self._sock)
-                        if msg is None:
-                            raise SandboxError("the local sandbox died during a command")
-                        if msg[0].get("op") == "exit" and msg[0].get("run") == rid:
-                            exit_msg = msg[0]
-                            sel.unregister(self._sock)
-                            drain_deadline = time.monotonic() + DRAIN_GRACE_S
-                        continue
-                    chunk = os.read(key.fd, 1 << 20)
-                    if chunk:
-                        outputs[key.data].feed(chunk)
-                    else:
-                        sel.unregister(key.fd)
-                        open_fds.discard(key.fd)
-        return exit_msg, outputs
 
     # ------------------------------------------------------------------ files
 
@@ -395,6 +376,91 @@ class LocalSandbox(Sandbox):
     def _check_open(self) -> None:
         if self._closed or self._holder is None or self._holder.poll() is not None:
             raise SandboxError("this local sandbox is closed or died; make a new one")
+
+
+class _Exchange:
+    """One command seen from the controller: its two streams, its deadline, its report.
+
+    The command is killed at the deadline, or — like the OOM killer for memory — as soon as
+    the pids limit refuses it a fork: a fork bomb would otherwise hold the sandbox's whole
+    process table until the deadline (with cgroups only; rlimits keep no such count).
+    """
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        rid: int,
+        fds: list[int],
+        cap: int,
+        timeout: float,
+        fork_refusals: Callable[[], int] | None,
+    ):
+        self.sock, self.rid, self.fds = sock, rid, fds
+        self.outputs = [_Capture(cap), _Capture(cap)]
+        self.fork_refusals = fork_refusals
+        self.refused_before = fork_refusals() if fork_refusals else 0
+        self.start = time.monotonic()
+        self.deadline = self.start + timeout
+        self.kill_reason: str | None = None
+        self.kill_deadline = self.drain_deadline = float("inf")
+        self.report: dict | None = None
+
+    def wait(self) -> dict:
+        """Pump output until the agent reports the command's end and both streams close."""
+        open_fds = set(self.fds)
+        with selectors.DefaultSelector() as sel:
+            for i, fd in enumerate(self.fds):
+                sel.register(fd, selectors.EVENT_READ, i)
+            sel.register(self.sock, selectors.EVENT_READ, "agent")
+            while self.report is None or open_fds:
+                now = time.monotonic()
+                self._enforce(now)
+                if now >= self.drain_deadline:
+                    break  # everything is dead; only a descriptor passed elsewhere stays open
+                for key, _ in sel.select(max(0.0, self._wake(now) - now)):
+                    if key.data == "agent":
+                        if self._receive():
+                            sel.unregister(self.sock)
+                        continue
+                    chunk = os.read(key.fd, 1 << 20)
+                    if chunk:
+                        self.outputs[key.data].feed(chunk)
+                    else:
+                        sel.unregister(key.fd)
+                        open_fds.discard(key.fd)
+        return self.report  # type: ignore[return-value]  # the loop ends only with a report
+
+    def _enforce(self, now: float) -> None:
+        if self.report is not None:
+            return
+        if self.kill_reason is not None:
+            if now >= self.kill_deadline:
+                raise SandboxError("the local sandbox did not stop a command; it was closed")
+        elif now >= self.deadline:
+            self._kill("timeout", now)
+        elif self.fork_refusals and self.fork_refusals() > self.refused_before:
+            self._kill("pids", now)
+
+    def _kill(self, reason: str, now: float) -> None:
+        namespaces.send_msg(self.sock, {"op": "kill", "run": self.rid})
+        self.kill_reason, self.kill_deadline = reason, now + KILL_GRACE_S
+
+    def _wake(self, now: float) -> float:
+        if self.report is not None:
+            return self.drain_deadline
+        if self.kill_reason is not None:
+            return self.kill_deadline
+        return min(self.deadline, now + PIDS_POLL_S) if self.fork_refusals else self.deadline
+
+    def _receive(self) -> bool:
+        """Take one agent message; True once it is this command's report."""
+        msg = namespaces.recv_msg(self.sock)
+        if msg is None:
+            raise SandboxError("the local sandbox died during a command")
+        if msg[0].get("op") == "exit" and msg[0].get("run") == self.rid:
+            self.report = msg[0]
+            self.drain_deadline = time.monotonic() + DRAIN_GRACE_S
+        return self.report is not None
 
 
 class _Capture:

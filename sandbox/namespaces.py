@@ -66,7 +66,8 @@ RUN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 # Host directories the sandbox sees, read-only; everything else of the host stays out.
 SYSTEM_DIRS = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32")
-# /etc entries that are configuration, not secrets, and that programs fail without.
+# /etc entries that are configuration, not secrets, and that programs fail without; the
+# second list only matters, and so is only there, with the network on.
 SHARED_ETC = (
     "alternatives",
     "ld.so.cache",
@@ -81,10 +82,9 @@ SHARED_ETC = (
     "debian_version",
     "python3*",
     "java-*",
-    "ssl",
-    "ca-certificates*",
     "mtab",
 )
+NETWORK_ETC = ("resolv.conf", "gai.conf", "host.conf", "ssl", "ca-certificates*")
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 
 
@@ -248,7 +248,7 @@ def _populate_etc(etc: str, cfg: dict) -> None:
     _write(f"{etc}/group", "root:x:0:\nnogroup:x:65534:\n")
     _write(f"{etc}/hostname", cfg["hostname"] + "\n")
     _write(f"{etc}/hosts", f"127.0.0.1\tlocalhost {cfg['hostname']}\n::1\tlocalhost\n")
-    shared = list(SHARED_ETC) + (["resolv.conf", "gai.conf", "host.conf"] if cfg["network"] else [])
+    shared = SHARED_ETC + (NETWORK_ETC if cfg["network"] else ())
     for pattern in shared:
         for src in sorted(glob.glob(f"/etc/{pattern}")):
             _copy_entry(src, f"{etc}/{os.path.basename(src)}")
@@ -308,6 +308,7 @@ def build_root(cfg: dict) -> None:
     umount("/.oldroot", MNT_DETACH)
     os.rmdir("/.oldroot")
     mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    mount(None, "/dev", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NOEXEC)
 
 
 # ---------------------------------------------------------------------------- commands
