@@ -1,0 +1,284 @@
+"""KernelSandbox against real kernels, in a real container and in real namespaces."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import _require
+
+from sandbox.kernel import KernelSandbox, leaked, unavailable_reason
+from sandbox.kernel_pool import KernelPool
+from sandbox.kernel_process import KernelProcess
+from sandbox.spec import SandboxSpec
+
+ISOLATIONS = ["docker", "local"]
+LIMITS = {"memory_mb": 256, "pids": 64, "disk_mb": 64, "output_bytes": 64 * 1024, "wall_time_s": 10}
+
+
+@pytest.fixture(scope="module", params=ISOLATIONS)
+def isolation(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def pool(isolation: str) -> Iterator[KernelPool]:
+    spec = SandboxSpec(**LIMITS)
+    _require(f"kernel ({isolation})", unavailable_reason(isolation, spec))  # type: ignore[arg-type]
+    with KernelPool(spec, size=2, isolation=isolation) as kernels:  # type: ignore[arg-type]
+        yield kernels
+    assert not leaked(), f"left behind: {leaked()}"
+
+
+@pytest.fixture
+def sb(pool: KernelPool) -> Iterator[KernelSandbox]:
+    with KernelSandbox(pool=pool) as sandbox:
+        yield sandbox
+
+
+def _gone(pid: int, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while Path(f"/proc/{pid}").exists():
+        stat = Path(f"/proc/{pid}/stat").read_text(errors="replace")
+        if stat[stat.rindex(")") + 2] == "Z" or time.monotonic() > deadline:
+            return stat[stat.rindex(")") + 2] == "Z"
+        time.sleep(0.02)
+    return True
+
+
+def test_state_is_kept_between_cells(sb: KernelSandbox) -> None:
+    assert sb.run("x = 20\ndef f(y):\n    return x + y").ok
+    r = sb.run("print(f(1)); f(2)")
+    assert (r.exit_code, r.stdout, r.stderr) == (0, "21\n22\n", "")
+
+
+def test_streams_and_results_are_split(sb: KernelSandbox) -> None:
+    r = sb.run(
+        "import sys, subprocess\nprint('out')\nsys.stderr.write('err\\n')\n"
+        "subprocess.run('echo child-out; echo child-err >&2', shell=True)\n'value'"
+    )
+    assert r.exit_code == 0 and not r.truncated
+    assert r.stdout == "out\nchild-out\n'value'\n"
+    assert r.stderr == "err\nchild-err\n"
+
+
+def test_exception_gives_exit_1_and_a_plain_traceback(sb: KernelSandbox) -> None:
+    r = sb.run("def g():\n    return 1 / 0\ng()")
+    assert r.exit_code == 1 and not r.timed_out
+    assert "ZeroDivisionError: division by zero" in r.stderr
+    assert "return 1 / 0" in r.stderr and "\x1b[" not in r.stderr  # no terminal colours
+    assert sb.run("'still here'").stdout == "'still here'\n"
+
+
+@pytest.mark.parametrize(
+    ("cell", "code", "stderr"),
+    [
+        ("raise SystemExit(3)", 3, ""),
+        ("import sys; sys.exit()", 0, ""),
+        ("import sys; sys.exit(0)", 0, ""),
+        ("raise SystemExit('bad input')", 1, "bad input\n"),
+    ],
+)
+def test_system_exit_gives_its_code(sb: KernelSandbox, cell: str, code: int, stderr: str) -> None:
+    r = sb.run(cell)
+    assert (r.exit_code, r.stderr, r.timed_out) == (code, stderr, False)
+
+
+def test_timeout_interrupts_and_keeps_state(sb: KernelSandbox) -> None:
+    sb.run("x = 41")
+    r = sb.run("n = 0\nwhile True:\n    n += 1", timeout=1)
+    assert r.timed_out and r.exit_code is None
+    assert 1 <= r.duration_s < 2.5
+    assert "KeyboardInterrupt" in r.stderr and "state is kept" in r.stderr
+    after = sb.run("print(x + 1, n > 0)")
+    assert after.stdout == "42 True\n"
+
+
+def test_a_cell_that_ignores_the_interrupt_gets_a_fresh_kernel(sb: KernelSandbox) -> None:
+    sb.run("x = 1")
+    r = sb.run(
+        "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass",
+        timeout=1,
+    )
+    assert r.timed_out and r.exit_code is None
+    assert "restarted" in r.stderr
+    assert r.duration_s < 1 + sb.interrupt_grace_s + 1.5
+    after = sb.run("print('x' in dir())")
+    assert (after.exit_code, after.stdout) == (0, "False\n")
+
+
+@pytest.mark.parametrize(
+    ("cell", "why"),
+    [
+        ("import os\nos.kill(os.getpid(), 9)", "killed by signal 9"),
+        ("import os\nos._exit(7)", "exited with status 7"),
+    ],
+)
+def test_a_dead_kernel_is_reported_at_once_and_replaced(
+    sb: KernelSandbox, cell: str, why: str
+) -> None:
+    sb.run("x = 1")
+    r = sb.run(cell, timeout=30)
+    assert r.exit_code is None and not r.timed_out and not r.oom_killed
+    assert r.duration_s < 2, "the death was waited on, not noticed"
+    assert why in r.stderr and "fresh kernel" in r.stderr
+    after = sb.run("print('x' in dir())")
+    assert (after.exit_code, after.stdout) == (0, "False\n")
+
+
+def test_a_kernel_killed_between_cells_is_noticed(sb: KernelSandbox) -> None:
+    kernel = sb._kernel
+    assert isinstance(kernel, KernelProcess)
+    os.kill(kernel.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while kernel.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    r = sb.run("print('fresh')")
+    assert (r.exit_code, r.stdout) == (0, "fresh\n"), r
+    assert "killed by signal 9" in r.stderr and "between cells" in r.stderr
+
+
+def test_memory_bomb_is_oom_killed_and_the_sandbox_survives(sb: KernelSandbox) -> None:
+    r = sb.run("x = bytearray(1 << 30)\nx[::4096] = b'1' * len(x[::4096])", timeout=30)
+    assert r.oom_killed or "MemoryError" in r.stderr, r
+    assert sb.run("print('alive')").stdout == "alive\n"
+
+
+def test_output_is_capped_without_wedging(sb: KernelSandbox) -> None:
+    cap = sb.spec.output_bytes
+    r = sb.run(
+        "import sys\nsys.stdout.write('é' * 50_000_000)\nprint('x' * 100, file=sys.stderr)",
+        timeout=30,
+    )
+    assert r.exit_code == 0 and r.truncated
+    assert len(r.stdout.encode()) <= cap and r.stdout == "é" * (len(r.stdout))
+    assert len(r.stdout) >= cap // 2 - 1
+    assert r.stderr == "x" * 100 + "\n"
+    assert r.duration_s < 10
+    small = sb.run("print('x' * 10)")
+    assert (small.stdout, small.truncated) == ("x" * 10 + "\n", False)
+
+
+def test_a_huge_result_is_dropped_not_buffered(sb: KernelSandbox) -> None:
+    r = sb.run("'y' * 20_000_000", timeout=30)
+    assert r.truncated and len(r.stdout) <= sb.spec.output_bytes
+    assert sb.run("print('alive')").stdout == "alive\n"
+
+
+def test_cells_leave_no_process_behind(sb: KernelSandbox) -> None:
+    r = sb.run(
+        "import subprocess\nsubprocess.Popen(['sleep', '300'], start_new_session=True)\n"
+        "subprocess.Popen('sleep 301 &', shell=True)\nprint('started')"
+    )
+    assert r.exit_code == 0 and "killed" in r.stderr
+    kernel = sb._kernel
+    assert kernel is not None and kernel.kill_strays().killed == 0
+
+
+def test_files_move_both_ways(sb: KernelSandbox) -> None:
+    data = os.urandom(3 << 20)  # three chunks and some
+    sb.put_file("sub/dir/blob.bin", data)
+    assert sb.get_file("sub/dir/blob.bin") == data
+    sb.put_file("empty", b"")
+    assert sb.get_file("empty") == b""
+    r = sb.run(
+        "import hashlib; print(hashlib.sha256(open('sub/dir/blob.bin', 'rb').read()).hexdigest())"
+    )
+    import hashlib
+
+    assert r.stdout.strip() == hashlib.sha256(data).hexdigest()
+    sb.run("open('made-here.txt', 'w').write('from the cell')")
+    assert sb.get_file(f"{sb.spec.workdir}/made-here.txt") == b"from the cell"
+
+
+def test_file_errors_are_typed(sb: KernelSandbox, host_secret: str) -> None:
+    with pytest.raises(FileNotFoundError):
+        sb.get_file("no-such-file")
+    with pytest.raises(FileNotFoundError):
+        sb.get_file("/etc/envsynth-host-secret")
+    with pytest.raises(IsADirectoryError):
+        sb.get_file(".")
+    with pytest.raises(OSError):
+        sb.put_file("/usr/evil", b"x")  # the root is read-only
+    sb.run("import os; os.symlink('/etc/envsynth-host-secret', 'link')")
+    with pytest.raises(FileNotFoundError):
+        sb.get_file("link")
+
+
+def test_no_network_no_host_files_not_root(sb: KernelSandbox, host_secret: str) -> None:
+    r = sb.run(
+        "import os, socket\nprint(os.getuid() != 0)\n"
+        "print(sorted(n for _, n in socket.if_nameindex()))\n"
+        f"print(os.path.exists({__file__!r}), os.path.exists('/etc/envsynth-host-secret'))"
+    )
+    assert r.stdout == "True\n['lo']\nFalse False\n", r
+
+
+def test_pool_hands_out_distinct_kernels_and_refills(pool: KernelPool) -> None:
+    assert pool.wait_full(120)
+    a, b = pool.acquire(), pool.acquire()
+    try:
+        assert a.pid != b.pid and a.is_alive() and b.is_alive()
+        assert a.connection["ip"] != b.connection["ip"]
+        assert pool.wait_full(120) and pool.idle() == pool.size
+    finally:
+        a.destroy()
+        b.destroy()
+    assert _gone(a.init_pid) and _gone(b.init_pid)
+
+
+def test_close_leaves_no_process(pool: KernelPool) -> None:
+    sb = KernelSandbox(pool=pool)
+    kernel = sb._kernel
+    assert kernel is not None
+    sb.run("import threading, time\nthreading.Thread(target=time.sleep, args=(300,)).start()")
+    sb.close()
+    sb.close()  # idempotent
+    assert _gone(kernel.pid) and _gone(kernel.init_pid)
+    assert not Path(kernel.connection["ip"]).parent.exists()
+    with pytest.raises(Exception, match="closed"):
+        sb.run("1")
+
+
+def test_kernels_die_with_their_controller(pool: KernelPool, isolation: str) -> None:
+    """A controller killed by SIGKILL takes its kernel along; the next start reaps the rest."""
+    script = textwrap.dedent(f"""
+        import time
+        from sandbox.kernel import KernelSandbox
+        from sandbox.spec import SandboxSpec
+        spec = SandboxSpec.model_validate_json({pool.spec.model_dump_json(exclude_unset=True)!r})
+        sb = KernelSandbox(spec, isolation={isolation!r})
+        print(sb._kernel.pid, sb._kernel.init_pid, flush=True)
+        time.sleep(300)
+    """)
+    child = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    try:
+        line = child.stdout.readline() if child.stdout else ""
+        pid, init_pid = (int(p) for p in line.split())
+    finally:
+        child.kill()
+        child.wait()
+    assert _gone(pid, 10) and _gone(init_pid, 10)
+    if isolation == "docker":
+        from sandbox import reaper
+        from sandbox.kernel_container import docker_client
+
+        reaper.reap(docker_client())
+        theirs = [
+            c
+            for c in reaper.ours(docker_client())
+            if c.labels.get(reaper.OWNER_PID) == str(child.pid)
+        ]
+        assert not theirs
