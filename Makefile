@@ -15,6 +15,7 @@ demo: setup
 	envsynth card --db $(DB) --dataset general --out data_cards/general.md
 
 test: setup
+	bash scripts/setup-docker.sh
 	ruff check envsynth gyms pipelines sandbox model kernels tests
 	python3 -m pytest -q
 
