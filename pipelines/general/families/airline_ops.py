@@ -379,7 +379,11 @@ def _task_rebook(rng: random.Random, state: State, mine: list[dict[str, Any]], l
         return _Job(f"Please move {_desc(state, r)} to the earliest flight on {date} on the "
                     f"same route that still sells {r['cabin']} seats.", [move[on_day[0]]],
                     [move[other]], [_c("cancel_reservation", reservation_id=r["id"])], 2)
-    costs = [_change_cost(state, r, g) for g in options]
+    costs: list[int] = []
+    for g in options:
+        cost = _change_cost(state, r, g)
+        assert cost is not None  # only basic fares forbid changes, and those left above
+        costs.append(cost)
     order = sorted(range(len(options)), key=lambda i: (costs[i], i))
     best, second = order[0], order[1]
     ask = (f"Please move {_desc(state, r)} to the flight on the same route (any date, same cabin, "

@@ -340,15 +340,17 @@ class BinPacking(Family[PackingConfig]):
     )
 
     def generate_state(self, rng: random.Random, config: PackingConfig) -> State:
-        items, orders = [], []
+        items: list[dict[str, Any]] = []
+        orders: list[dict[str, Any]] = []
         names = rng.sample(_GOODS, len(_GOODS))
         for o, size in enumerate((*config.order_sizes, 3)):  # the last order is a distractor
-            ids = []
+            ids: list[str] = []
             for _ in range(size):
                 n = len(items)
-                item = {"id": f"I{n + 1}", "name": names[n % len(names)],
-                        "weight_kg": rng.randint(1, 14), "volume_l": rng.randint(3, 45),
-                        "fragile": rng.random() < 0.3}
+                item: dict[str, Any] = {
+                    "id": f"I{n + 1}", "name": names[n % len(names)],
+                    "weight_kg": rng.randint(1, 14), "volume_l": rng.randint(3, 45),
+                    "fragile": rng.random() < 0.3}
                 if config.hazmat:
                     item["hazmat"] = rng.random() < 0.15
                 items.append(item)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from pydantic import Field
@@ -74,7 +74,7 @@ def _booked(state: State, **match: str) -> list[dict[str, Any]]:
             and all(a[k] == v for k, v in match.items())]
 
 
-def _clash(spans: list[Mapping[str, Any]], date: str, start: int, end: int, skip: str) -> bool:
+def _clash(spans: Sequence[Mapping[str, Any]], date: str, start: int, end: int, skip: str) -> bool:
     return any(a["date"] == date and a.get("id") != skip and _min(a["start"]) < end
                and start < _min(a["end"]) for a in spans)
 
@@ -329,7 +329,7 @@ def _slots(state: State, req: Mapping[str, Any], patient: Mapping[str, Any],
     return sorted(out)
 
 
-def _spans(items: list[Mapping[str, Any]], skip: str) -> dict[str, list[tuple[int, int]]]:
+def _spans(items: Sequence[Mapping[str, Any]], skip: str) -> dict[str, list[tuple[int, int]]]:
     """Busy (start, end) minutes by date, parsed once for a scan."""
     out: dict[str, list[tuple[int, int]]] = {}
     for a in items:
@@ -395,7 +395,7 @@ class ClinicAppointments(Family[ClinicConfig]):
         names = rng.sample([(f, la) for f in _FIRST for la in _LAST],
                            config.doctors + config.patients)
         insured = [p for p in _PLANS if p != "self-pay"]
-        doctors = []
+        doctors: list[dict[str, Any]] = []
         for i, spec in enumerate(specialties):
             slot = rng.choice([15, 20, 30])
             shifts = []

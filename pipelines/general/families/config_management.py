@@ -71,7 +71,8 @@ def _min_replicas(svc: Mapping[str, Any], policy: Mapping[str, Any]) -> int:
 def _fixes(svc: Mapping[str, Any], cfg: Mapping[str, Any], rules: list[str],
            state: State) -> dict[str, Any]:
     """The value each violated rule prescribes, for one service's config `cfg`."""
-    policy, prod, out = state["policy"], svc["env"] == "prod", {}
+    policy, prod = state["policy"], svc["env"] == "prod"
+    out: dict[str, Any] = {}
     if "tls" in rules and prod and not cfg["tls"]:
         out["tls"] = True
     if "debug" in rules and prod and cfg["debug"]:
@@ -289,7 +290,8 @@ class ConfigManagement(Family[ConfigMgmtConfig]):
                   "port_low": config.port_low, "port_high": max(config.port_high,
                                                                 config.port_low + 100)}
         ports = rng.sample(range(policy["port_low"], policy["port_high"] + 1), config.services)
-        services, registry = [], {}
+        services: list[dict[str, Any]] = []
+        registry: dict[str, int] = {}
         for name, port in zip(rng.sample(_NAMES, config.services), ports, strict=True):
             sid = f"svc-{name}"
             registry[sid] = port

@@ -402,7 +402,7 @@ class CourseTimetabling(Family[TimetableConfig]):
         broken = None
         partner = next((s for _, ss in _conflicts(state, _placement(state)) if first in ss
                         for s in ss if s != first), None)
-        if g["pinned"] and partner in g["pinned"]:
+        if g["pinned"] and partner is not None and partner in g["pinned"]:
             # Move the pinned partner out of the way instead of the edited session.
             spot = next(_free_spots(state, {**repaired, first: _placement(state)[first]},
                                     partner), None)
@@ -432,7 +432,8 @@ class CourseTimetabling(Family[TimetableConfig]):
 
 def _place(rng: random.Random, state: State) -> None:
     """A clash-free first timetable; a session that finds no free spot is dropped."""
-    rules, where = _Rules(state), {}
+    rules = _Rules(state)
+    where: Placement = {}
     for sess in list(state["sessions"]):
         spot = next((sp for sp in rng.sample(rules.spots, len(rules.spots))
                      if not rules.involving(sess["id"], {**where, sess["id"]: sp})), None)
@@ -449,7 +450,8 @@ def _edit(rng: random.Random, state: State, edits: int) -> None:
     The original places go to `baseline` (never shown by a tool): they are the reference
     repair, and the disjoint clashes prove that no repair needs fewer moves.
     """
-    rules, involved = _Rules(state), set()
+    rules = _Rules(state)
+    involved: set[str] = set()
     ids = [s["id"] for s in state["sessions"]]
     for _ in range(edits):
         where = _placement(state)

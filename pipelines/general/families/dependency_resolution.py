@@ -314,12 +314,12 @@ class DependencyResolution(Family[DepsConfig]):
         # The newest version is never yanked, so every package stays installable.
         yanked = {n: {v for v in vs[:-1] if rng.random() < config.yanked_rate}
                   for n, vs in versions.items()}
-        packages = []
+        packages: list[dict[str, Any]] = []
         for i, name in enumerate(names):
             later = names[i + 1:]
             # Dependencies point to later packages only, so the graph has no cycles.
             deps = rng.sample(later, min(len(later), rng.choice((0, 1, 1, 2, 2, 3))))
-            rows = []
+            rows: list[dict[str, Any]] = []
             for k, version in enumerate(versions[name]):
                 share = k / max(1, len(versions[name]) - 1)
                 rows.append({

@@ -261,16 +261,17 @@ def change_reservation(state: State, reservation_id: str, check_in: str | None =
     r = _find(state, "reservations", reservation_id)
     if r["status"] != "confirmed":
         raise ToolError(f"reservation {reservation_id} is {r['status']}")
-    new = {"check_in": check_in or r["check_in"], "check_out": check_out or r["check_out"],
-           "room_id": room_id or r["room_id"], "guests": guests or r["guests"]}
-    _check_dates(state, new["check_in"], new["check_out"])
-    _fit(state, new["room_id"], new["guests"])
-    if not _is_free(state, new["room_id"], new["check_in"], new["check_out"], ignore=r["id"]):
-        raise ToolError(f"room {new['room_id']} is taken on some of those nights")
-    r.update(new, total=_price(state, new["room_id"], new["check_in"], new["check_out"],
-                               r["guest_id"]))
-    return f"reservation {reservation_id} now {new['room_id']}, {new['check_in']} to " \
-           f"{new['check_out']}, {r['total']} EUR"
+    ci: str = check_in or r["check_in"]
+    co: str = check_out or r["check_out"]
+    room: str = room_id or r["room_id"]
+    party: int = guests or r["guests"]
+    _check_dates(state, ci, co)
+    _fit(state, room, party)
+    if not _is_free(state, room, ci, co, ignore=r["id"]):
+        raise ToolError(f"room {room} is taken on some of those nights")
+    r.update({"check_in": ci, "check_out": co, "room_id": room, "guests": party},
+             total=_price(state, room, ci, co, r["guest_id"]))
+    return f"reservation {reservation_id} now {room}, {ci} to {co}, {r['total']} EUR"
 
 
 @tool(writes=True)
@@ -403,19 +404,20 @@ def _task_book(rng: random.Random, state: State, guest: Mapping[str, Any], level
                     1 + len(need))
     alt = start + rng.choice([1, 2, 3])
     dates = [(_date(start), _date(start + length)), (_date(alt), _date(alt + length))]
-    offers = [(*o, i) for i, (a, b) in enumerate(dates)
-              for o in _offers(state, guest["id"], a, b, party, need)]
-    offers.sort(key=lambda o: (o[0], o[3], o[1]))
-    if not offers:
+    # (price, room number, room id, index into `dates`) of every offer on either date.
+    dated = [(*o, i) for i, (a, b) in enumerate(dates)
+             for o in _offers(state, guest["id"], a, b, party, need)]
+    dated.sort(key=lambda o: (o[0], o[3], o[1]))
+    if not dated:
         return None
     pick = lambda o: book(o, *dates[o[3]])  # noqa: E731
     return _Job(f"Please book a {length}-night stay for {party} guest(s){_need_text(need)}, "
                 f"checking in on either {dates[0][0]} or {dates[1][0]}, whichever allows the "
                 f"lower price; book the cheapest such room. On equal prices prefer the earlier "
-                f"check-in, then the lowest room number.", [pick(offers[0])],
-                [[pick(o)] for o in offers if o[3] != offers[0][3]][:1],
-                [[pick(o)] for o in offers[1:] if o[3] == offers[0][3]][:1]
-                + [[pick(o)] for o in offers[1:3]], 2 + len(need))
+                f"check-in, then the lowest room number.", [pick(dated[0])],
+                [[pick(o)] for o in dated if o[3] != dated[0][3]][:1],
+                [[pick(o)] for o in dated[1:] if o[3] == dated[0][3]][:1]
+                + [[pick(o)] for o in dated[1:3]], 2 + len(need))
 
 
 def _task_modify(rng: random.Random, state: State, guest: Mapping[str, Any], level: int
@@ -540,7 +542,7 @@ class HotelBooking(Family[HotelConfig]):
         for i, code in enumerate(sorted(kinds, key=[t[0] for t in _TYPES].index)):
             rooms.append({"id": f"{1 + i // 4}{i % 4 + 1:02d}", "type": code,
                           "view": rng.choice(_VIEWS), "accessible": rng.random() < 0.25})
-        rates = {}
+        rates: dict[str, dict[str, int]] = {}
         for code, _, _, base in _TYPES:
             rates[code] = {}
             for n in range(config.nights):

@@ -492,7 +492,9 @@ class MeetingRooms(Family[MeetingConfig]):
         for prev, s in zip(g["meetings"][:-1], g["plan"][:-1], strict=True):
             work = _with(work, prev, s["day"], _min(s["start"]), s["room"])
         m, slot = g["meetings"][-1], g["plan"][-1]
-        broken = self._busy_slot(work, m) or self._bad_room(work, m, slot)
+        broken = self._busy_slot(work, m)
+        if broken is None and (room := self._bad_room(work, m, slot)) is not None:
+            broken = {**slot, "room": room}  # the same slot in a room that does not fit
         if broken is None:  # nobody is ever busy and every room fits: leave someone out
             m = {**m, "attendees": m["attendees"][1:]}
             broken = slot

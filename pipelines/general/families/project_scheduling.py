@@ -58,14 +58,16 @@ def _durations(state: State, extra: Mapping[str, int]) -> dict[str, int]:
 
 def _forward(state: State, extra: Mapping[str, int]) -> dict[str, int]:
     """Earliest start of every activity (activities are stored in a topological order)."""
-    dur, es = _durations(state, extra), {}
+    dur = _durations(state, extra)
+    es: dict[str, int] = {}
     for t in state["tasks"]:
         es[t["id"]] = max((es[d] + dur[d] for d in t["depends_on"]), default=0)
     return es
 
 
 def _latest_starts(state: State, extra: Mapping[str, int], finish_by: int) -> dict[str, int]:
-    dur, ls = _durations(state, extra), {}
+    dur = _durations(state, extra)
+    ls: dict[str, int] = {}
     successors = _successors(state)
     for t in reversed(state["tasks"]):
         lf = min((ls[s] for s in successors[t["id"]]), default=finish_by)

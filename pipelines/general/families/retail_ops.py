@@ -215,7 +215,7 @@ class RetailOps(Family[RetailConfig]):
     )
 
     def generate_state(self, rng: random.Random, config: RetailConfig) -> State:
-        products = [
+        products: list[dict[str, Any]] = [
             {
                 "id": f"p{i}",
                 "name": f"{rng.choice(_GOODS)} {chr(65 + i % 26)}{i}",
@@ -229,7 +229,7 @@ class RetailOps(Family[RetailConfig]):
             {"id": f"c{i}", "name": f"{f} {la}", "email": f"{f.lower()}.{la.lower()}{i}@mail.test"}
             for i, (f, la) in enumerate(names)
         ]
-        orders = []
+        orders: list[dict[str, Any]] = []
         for c in customers:
             for _ in range(rng.randint(2, config.orders_per_customer)):
                 items = [

@@ -308,7 +308,7 @@ class ShiftRostering(Family[RosterConfig]):
     )
 
     def generate_state(self, rng: random.Random, config: RosterConfig) -> State:
-        employees = []
+        employees: list[dict[str, Any]] = []
         for i, name in enumerate(rng.sample(_NAMES, config.employees)):
             employees.append({
                 "id": f"E{i + 1}", "name": name,
@@ -317,7 +317,7 @@ class ShiftRostering(Family[RosterConfig]):
                 "max_hours": rng.choice([12, 16, 20, 24]),
                 "unavailable": sorted(rng.sample(DAYS[:config.days], rng.randint(0, 2)),
                                       key=DAYS.index)})
-        shifts = []
+        shifts: list[dict[str, Any]] = []
         for d, day in enumerate(DAYS[:config.days]):
             # Only skills that two people on duty that day have, so no shift is hopeless.
             staffed = [k for k in SKILLS if sum(k in e["skills"] and day not in e["unavailable"]

@@ -289,10 +289,11 @@ class TicketTriage(Family[TriageConfig]):
         customers = [{"id": f"c{i}", "name": name, "tier": rng.choice(_TIERS)}
                      for i, name in enumerate(rng.sample(_COMPANIES, config.customers))]
         cats = list(_SUBJECTS)
-        agents = [{"id": f"a{i}", "name": name, "load": 0, "cap": rng.randint(2, 4),
-                   "skills": sorted(rng.sample(cats, rng.randint(1, 2))),
-                   "on_shift": rng.random() < 0.8}
-                  for i, name in enumerate(rng.sample(_AGENTS, config.agents))]
+        agents: list[dict[str, Any]] = [
+            {"id": f"a{i}", "name": name, "load": 0, "cap": rng.randint(2, 4),
+             "skills": sorted(rng.sample(cats, rng.randint(1, 2))),
+             "on_shift": rng.random() < 0.8}
+            for i, name in enumerate(rng.sample(_AGENTS, config.agents))]
         for a in agents:
             a["load"] = rng.randint(0, a["cap"])
         tickets = [self._ticket(rng, 101 + i, customers, agents, config)
