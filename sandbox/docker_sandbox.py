@@ -10,6 +10,7 @@ shell, driven over a single `docker exec` (see `sandbox/docker_shell.py`).
 
 from __future__ import annotations
 
+import functools
 import secrets
 import threading
 import time
@@ -31,8 +32,9 @@ DEFAULT_LIFETIME_S = 3600.0
 OPEN_FILES = 4096
 
 
+@functools.cache
 def docker_client() -> docker.DockerClient:
-    """A client of the local daemon; `SandboxError` with what to do when none answers."""
+    """This process's client of the daemon; `SandboxError` with what to do when none answers."""
     try:
         client = docker.from_env(timeout=120)
         client.ping()
@@ -153,7 +155,7 @@ class DockerSandbox(Sandbox):
     def _create_container(self) -> Container:
         spec = self.spec
         disk = f"size={spec.disk_mb}m,nosuid,nodev,exec"
-        ncpu = self._client.info().get("NCPU", 1)
+        ncpu = _daemon_cpus(self._client)
         try:
             return self._client.containers.run(
                 spec.image,
@@ -258,6 +260,12 @@ def docker_pool(
         close=DockerSandbox.close,
         healthy=lambda sb: sb.expires_in() > min_left,
     )
+
+
+@functools.cache
+def _daemon_cpus(client: docker.DockerClient) -> int:
+    """CPUs of the daemon's machine: docker refuses a cpu limit above it."""
+    return int(client.info().get("NCPU", 1))
 
 
 def _result(reply: Reply, duration_s: float) -> ExecResult:

@@ -73,13 +73,17 @@ class ShellChannel:
         exec_id = api.exec_create(container_id, argv, stdin=True, user=user, workdir=workdir)["Id"]
         self._io = api.exec_start(exec_id, socket=True)
         self._sock: socket.socket = getattr(self._io, "_sock", self._io)
-        self._write(SUPERVISOR_SOURCE)
         self._raw = bytearray()
         self._out = bytearray()
         self._diag = bytearray()
-        kind, _, payload = self._frame(time.monotonic() + STARTUP_TIMEOUT_S)
-        if kind != b"H":
-            raise ShellGone(f"the supervisor did not start: {self.diagnostics()}")
+        try:
+            self._write(SUPERVISOR_SOURCE)
+            kind, _, payload = self._frame(time.monotonic() + STARTUP_TIMEOUT_S)
+            if kind != b"H":
+                raise ShellGone(f"the supervisor did not start: {self.diagnostics()}")
+        except BaseException:
+            self.close()
+            raise
         pid, _, keep_pids = payload.decode().partition(" ")
         self.pid, self.keep = int(pid), keep_pids
 

@@ -45,6 +45,10 @@ PIDS_FILES = ("/sys/fs/cgroup/pids/pids.events", "/sys/fs/cgroup/pids.events")
 # How often a running command's cgroup is checked for a reached pids limit.
 POLL_S = 0.05
 SHELL_INIT = b"trap 'return 124 2>/dev/null' USR1\n"
+# How the shell runs one command: sourced from a here-document (so it runs in the shell itself
+# and a USR1 trap's `return` can abort it), stdin empty, the status pipe (fd 3) closed to it.
+# The status line's token appears only in this text, never in a variable the command can read.
+WRAPPER = b". /dev/fd/9 9<<'%s' </dev/null 3>&-\n%s%s\nbuiltin printf '%s %%d\\n' \"$?\" >&3\n"
 # `python3 -c BOOTSTRAP SIZE WORKDIR KEEP`: read SIZE bytes of source from stdin and run them.
 BOOTSTRAP = """import os, sys
 n, src = int(sys.argv[1]), b""
@@ -204,7 +208,7 @@ class Supervisor:
         else:
             # First start in a fresh container: what runs now is init and the dead-man timer.
             self.keep = set(processes()) | {1, me}
-        self.inbuf = b""
+        self.inbuf = bytearray()
         self.cmd: Command | None = None
         self.note = ""
         self.wake_r, wake_w = os.pipe()
@@ -322,14 +326,15 @@ class Supervisor:
     def start(self, nonce: bytes, payload: bytes) -> None:
         timeout, cap = RUN.unpack_from(payload)
         cmd = payload[RUN.size :]
+        self.check_shell()  # a shell that died while idle is replaced before it gets a command
         self.cmd = Command(nonce, timeout, cap)
         delim = b"__ENVSYNTH_EOF_" + os.urandom(8).hex().encode()
         if not cmd.endswith(b"\n"):
             cmd += b"\n"
-        self.shell.write(
-            b". /dev/fd/9 9<<'%s' </dev/null 3>&-\n%s%s\nbuiltin printf '%s %%d\\n' \"$?\" >&3\n"
-            % (delim, cmd, delim, self.cmd.token)
-        )
+        try:
+            self.shell.write(WRAPPER % (delim, cmd, delim, self.cmd.token))
+        except OSError:
+            pass  # the shell died under us: `check_shell` reports it and starts a new one
 
     def finish(self, rc: int | None, timed_out: bool = False, note: str = "") -> None:
         cmd = self.cmd
@@ -394,8 +399,8 @@ class Supervisor:
             kind, nonce, length = HEADER.unpack_from(self.inbuf)
             if len(self.inbuf) < HEADER.size + length:
                 break
-            payload = self.inbuf[HEADER.size : HEADER.size + length]
-            self.inbuf = self.inbuf[HEADER.size + length :]
+            payload = bytes(self.inbuf[HEADER.size : HEADER.size + length])
+            del self.inbuf[: HEADER.size + length]
             if kind == b"R":
                 self.start(nonce, payload)
             else:

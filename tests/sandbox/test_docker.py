@@ -75,6 +75,14 @@ def test_hardening_holds_from_inside(sb: DockerSandbox) -> None:
     assert not sb.run("ls /var/run/docker.sock").ok
 
 
+def test_network_only_when_asked() -> None:
+    factory("docker")
+    with DockerSandbox(SPEC.model_copy(update={"network": True})) as sb:
+        attrs = docker_client().api.inspect_container(sb.container_id)
+        assert attrs["HostConfig"]["NetworkMode"] == "bridge"
+        assert "eth0" in sb.run("ls /sys/class/net").stdout.split()
+
+
 def test_shell_state_persists_between_commands(sb: DockerSandbox) -> None:
     assert sb.run("mkdir -p d && cd d && export FOO=bar && x=5 && declare -a arr=(a b)").ok
     assert sb.run('greet() { echo hi "$1"; }').ok
