@@ -58,6 +58,9 @@ PIDS_NOTE = (
     "started were killed\n"
 )
 NOFILE = 1024
+# Our own processes inside the limits, on top of `spec.pids`: holder, agent, the running
+# command's init and the next command's init.
+OWN_PROCESSES = 4
 RESERVED = {
     "",
     "usr",
@@ -115,7 +118,10 @@ class LocalSandbox(Sandbox):
         try:
             if cgroups and self._privileged:
                 self._cgroup = CgroupLimits.create(
-                    PREFIX + self.id, self.spec.memory_mb << 20, self.spec.pids + 3, self.spec.cpus
+                    PREFIX + self.id,
+                    self.spec.memory_mb << 20,
+                    self.spec.pids + OWN_PROCESSES,
+                    self.spec.cpus,
                 )
             self._holder = self._spawn(child)
             self.holder_pid = self._holder.pid
@@ -159,7 +165,7 @@ class LocalSandbox(Sandbox):
         if self._cgroup is None or "pids" not in self._cgroup.dirs:
             # Counted per user namespace (Linux >= 5.14). With a pids group it stays unset:
             # it would refuse forks first, and only the group counts the refusals.
-            rlimits["RLIMIT_NPROC"] = [self.spec.pids + 3] * 2
+            rlimits["RLIMIT_NPROC"] = [self.spec.pids + OWN_PROCESSES] * 2
         return {
             "workdir": self.spec.workdir,
             "disk_mb": self.spec.disk_mb,

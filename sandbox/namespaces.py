@@ -314,10 +314,11 @@ def build_root(cfg: dict) -> None:
 # ---------------------------------------------------------------------------- commands
 
 
-def _run_init(cfg: dict, cmd: bytes, timeout: float, fds: list[int], status_w: int) -> None:
-    """Pid 1 of a command's namespace: start `sh -c CMD`, reap, report its status, exit.
+def _run_init(cfg: dict, sock: socket.socket) -> None:
+    """Pid 1 of a command's namespace: await the command, run `sh -c CMD`, report, exit.
 
-    Its exit makes the kernel kill whatever the command left behind in the namespace.
+    It is forked and confined before its command arrives, so a command does not wait for
+    a fork of the agent. Its exit makes the kernel kill whatever the command left behind.
     """
     try:
         signal.signal(signal.SIGINT, signal.SIG_DFL)  # init ignores default-action signals
@@ -325,7 +326,13 @@ def _run_init(cfg: dict, cmd: bytes, timeout: float, fds: list[int], status_w: i
         prctl(PR_SET_NAME, ctypes.addressof(name))
         unshare(CLONE_NEWNS)
         mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-        _confine(cfg, timeout)
+        _confine(cfg)
+        msg = recv_msg(sock)
+        if msg is None:
+            return
+        header, cmd, fds = msg
+        cpu = int(header["timeout"] * max(1.0, cfg["cpus"])) + 1
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
         child = _spawn(cfg, cmd, fds)
         for fd in fds:
             os.close(fd)
@@ -333,19 +340,19 @@ def _run_init(cfg: dict, cmd: bytes, timeout: float, fds: list[int], status_w: i
             pid, status = os.waitpid(-1, 0)
             if pid == child:
                 break
-        os.write(status_w, b"S" + struct.pack("i", status))
+        send_msg(sock, {"status": status})
     except BaseException:
-        os.write(status_w, b"E" + traceback.format_exc().encode()[-4000:])
+        with contextlib.suppress(OSError):
+            send_msg(sock, {"error": traceback.format_exc()[-4000:]})
     finally:
         os._exit(0)
 
 
-def _confine(cfg: dict, timeout: float) -> None:
+def _confine(cfg: dict) -> None:
     """Limits and no capabilities, set in the command's init so the command inherits them."""
     os.chdir(cfg["workdir"])
     os.umask(0o022)
-    cpu = int(timeout * max(1.0, cfg["cpus"])) + 1
-    for name, (soft, hard) in {**cfg["rlimits"], "RLIMIT_CPU": [cpu, cpu + 1]}.items():
+    for name, (soft, hard) in cfg["rlimits"].items():
         resource.setrlimit(getattr(resource, name), (soft, hard))
     prctl(PR_SET_DUMPABLE, 1)  # our /proc files become ours to write...
     with open("/proc/self/oom_score_adj", "w") as f:
@@ -403,11 +410,12 @@ def _spawn(cfg: dict, cmd: bytes, fds: list[int]) -> int:
     return pid
 
 
-class _Run:
-    """The command now running: its init's pid and pidfd, and how its status comes back."""
+class _Init:
+    """A command's init: its pid and pidfd, and the socket its command and status go over."""
 
-    def __init__(self, rid: int, pid: int, pidfd: int, status_r: int):
-        self.rid, self.pid, self.pidfd, self.status_r = rid, pid, pidfd, status_r
+    def __init__(self, pid: int, pidfd: int, sock: socket.socket):
+        self.pid, self.pidfd, self.sock = pid, pidfd, sock
+        self.rid: int | None = None
         self.killed = False
 
 
@@ -418,9 +426,11 @@ class Agent:
         self.sock, self.cfg = sock, cfg
         self.workfd = os.open(cfg["workdir"], os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         self.pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
-        self.run: _Run | None = None
+        self.run: _Init | None = None
+        self.spare: _Init | None = None  # the next command's init, forked while idle
 
     def serve(self) -> None:
+        self.spare = self._fork_init()
         while True:
             waiting = [self.sock.fileno()] + ([self.run.pidfd] if self.run else [])
             ready, _, _ = select.select(waiting, [], [])
@@ -433,19 +443,35 @@ class Agent:
                 header, payload, fds = msg
                 getattr(self, "_op_" + header["op"])(header, payload, fds)
 
-    def _op_run(self, header: dict, payload: bytes, fds: list[int]) -> None:
-        status_r, status_w = os.pipe()
+    def _fork_init(self) -> _Init:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         unshare(CLONE_NEWPID)
         try:
-            init = os.fork()
-            if init == 0:
-                _run_init(self.cfg, payload, header["timeout"], fds, status_w)
+            pid = os.fork()
+            if pid == 0:
+                _run_init(self.cfg, theirs)
         finally:
-            # Our next child joins our own namespace again, so the next command can unshare.
+            # Our next child joins our own namespace again, so the next init can unshare.
             setns(self.pidns, CLONE_NEWPID)
-        for fd in (*fds, status_w):
-            os.close(fd)
-        self.run = _Run(header["run"], init, os.pidfd_open(init), status_r)
+        theirs.close()
+        return _Init(pid, os.pidfd_open(pid), ours)
+
+    def _op_run(self, header: dict, payload: bytes, fds: list[int]) -> None:
+        init, self.spare = self.spare or self._fork_init(), None
+        try:
+            send_msg(init.sock, {"timeout": header["timeout"]}, payload, tuple(fds))
+        except OSError:
+            pass  # the init died setting up; the error it left on the socket is the report
+        finally:
+            for fd in fds:
+                os.close(fd)
+        init.rid = header["run"]
+        self.run = init
+        # The next command's init is forked while this one runs, off every command's path.
+        try:
+            self.spare = self._fork_init()
+        except OSError:
+            self.spare = None  # the pids limit is reached: fork when the next command comes
 
     def _op_kill(self, header: dict, payload: bytes, fds: list[int]) -> None:
         if self.run and self.run.rid == header["run"]:
@@ -459,29 +485,29 @@ class Agent:
         self.run = None
         os.waitpid(run.pid, 0)
         os.close(run.pidfd)
-        os.set_blocking(run.status_r, False)
+        run.sock.setblocking(False)
         try:
-            raw = os.read(run.status_r, 8192)
+            msg = recv_msg(run.sock)
         except BlockingIOError:
-            raw = b""
-        os.close(run.status_r)
-        status = struct.unpack("i", raw[1:5])[0] if raw[:1] == b"S" else None
-        error = raw[1:].decode(errors="replace") if raw[:1] == b"E" else None
+            msg = None  # killed before it could report
+        run.sock.close()
+        report = msg[0] if msg else {}
         send_msg(
             self.sock,
             {
                 "op": "exit",
                 "run": run.rid,
-                "status": status,
+                "status": report.get("status"),
                 "killed": run.killed,
-                "error": error,
+                "error": report.get("error"),
                 "left": self._leftover(),
             },
         )
 
     def _leftover(self) -> list[int]:
         """Pids still alive in the sandbox besides us: none, once a command's init is reaped."""
-        left = [int(p) for p in os.listdir("/proc") if p.isdigit() and p != "1"]
+        ours = {"1", str(self.spare.pid) if self.spare else ""}
+        left = [int(p) for p in os.listdir("/proc") if p.isdigit() and p not in ours]
         for pid in left:
             try:
                 os.kill(pid, signal.SIGKILL)

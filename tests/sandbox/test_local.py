@@ -23,7 +23,7 @@ import pytest
 from conftest import factory
 
 from sandbox.base import SandboxError
-from sandbox.local import UID_BASE, LocalSandbox, PathEscapeError, leaked
+from sandbox.local import OWN_PROCESSES, UID_BASE, LocalSandbox, PathEscapeError, leaked
 from sandbox.spec import SandboxSpec
 
 REPO = Path(__file__).resolve().parents[2]
@@ -145,7 +145,7 @@ def test_rlimits_are_in_effect(sb: LocalSandbox) -> None:
     pids_group = sb._cgroup is not None and "pids" in sb._cgroup.dirs
     inherited = resource.getrlimit(resource.RLIMIT_NPROC)[0]
     unset = "unlimited" if inherited == resource.RLIM_INFINITY else str(inherited)
-    assert nproc == (unset if pids_group else str(SPEC.pids + 3))
+    assert nproc == (unset if pids_group else str(SPEC.pids + OWN_PROCESSES))
     assert int(fsize) * 512 == SPEC.disk_mb << 20  # dash counts 512-byte blocks
 
 
@@ -199,17 +199,20 @@ def test_cgroup_holds_the_sandbox(sb: LocalSandbox) -> None:
     limit = Path(sb._cgroup.dirs["memory"], "memory.limit_in_bytes").read_text()
     assert int(limit) == SPEC.memory_mb << 20
     if "pids" in sb._cgroup.dirs:
-        assert Path(sb._cgroup.dirs["pids"], "pids.max").read_text().strip() == str(SPEC.pids + 3)
+        assert Path(sb._cgroup.dirs["pids"], "pids.max").read_text().strip() == str(
+            SPEC.pids + OWN_PROCESSES
+        )
 
 
 # ---------------------------------------------------------------------- commands
 
 
 def test_timeout_kills_the_whole_tree(sb: LocalSandbox) -> None:
-    before = _descendants(sb.agent_pid or -1)
     result = sb.run("setsid sh -c 'sleep 300' & (nohup sleep 300 &) ; sleep 300", timeout=1)
     assert result.timed_out and result.exit_code is None and result.duration_s < 5
-    assert _descendants(sb.agent_pid or -1) == before  # the agent alone, as before
+    # Left: the agent and the next command's init, waiting; no sleep, no shell.
+    others = _descendants(sb.agent_pid or -1) - {sb.agent_pid}
+    assert [Path(f"/proc/{pid}/comm").read_text() for pid in others] == ["sandbox-init\n"]
 
 
 def test_output_is_capped_per_stream(make: type[LocalSandbox]) -> None:
