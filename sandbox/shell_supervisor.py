@@ -153,6 +153,7 @@ class Shell:
             os.set_blocking(fd, False)
         self.pid, self.stdin, self.out, self.err, self.status = pid, in_w, out_r, err_r, st_r
         self.status_buf = b""
+        self.at_eof: set[int] = set()  # pipes whose every writer is gone: no longer selected
         self.write(SHELL_INIT)
 
     def write(self, data: bytes) -> None:
@@ -227,6 +228,7 @@ class Supervisor:
             if self.cmd is not None:
                 timeout = min(POLL_S, max(0.0, self.cmd.deadline - time.monotonic()))
             fds = [0, self.wake_r, self.shell.out, self.shell.err, self.shell.status]
+            fds = [fd for fd in fds if fd not in self.shell.at_eof]
             try:
                 ready, _, _ = select.select(fds, [], [], timeout)
             except InterruptedError:
@@ -258,8 +260,12 @@ class Supervisor:
         except BlockingIOError:
             pass
 
-    def pump(self, fd: int, limit: int = 1 << 30) -> None:
-        """Move what the shell printed to the controller, within the cap; drop the rest."""
+    def pump(self, fd: int, limit: int = 1 << 20) -> None:
+        """Move what the shell printed to the controller, within the cap; drop the rest.
+
+        At most `limit` bytes per call, so that an endless flood still lets the loop see the
+        deadline.
+        """
         kind = b"O" if fd == self.shell.out else b"E"
         moved = 0
         while moved < limit:
@@ -268,6 +274,7 @@ class Supervisor:
             except (BlockingIOError, OSError):
                 return
             if not data:
+                self.shell.at_eof.add(fd)
                 return
             moved += len(data)
             cmd = self.cmd
@@ -284,9 +291,12 @@ class Supervisor:
     def read_status(self) -> int | None:
         """Read the shell's status pipe; the current command's exit code once it reported."""
         try:
-            self.shell.status_buf += os.read(self.shell.status, 4096)
+            data = os.read(self.shell.status, 4096)
         except (BlockingIOError, OSError):
             return None
+        if not data:
+            self.shell.at_eof.add(self.shell.status)
+        self.shell.status_buf += data
         rc = None
         while b"\n" in self.shell.status_buf:
             line, _, self.shell.status_buf = self.shell.status_buf.partition(b"\n")
@@ -367,7 +377,7 @@ class Supervisor:
             ready, _, _ = select.select(fds, [], [], 0.05)
             for fd in (self.shell.out, self.shell.err):
                 if fd in ready:
-                    self.pump(fd, limit=1 << 20)
+                    self.pump(fd)
             returned = self.shell.status in ready and self.read_status() is not None
             if self.shell.exit_status() is not None:
                 break

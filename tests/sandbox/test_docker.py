@@ -122,6 +122,12 @@ def test_output_is_capped_per_stream(sb: DockerSandbox) -> None:
     assert len(r.stdout) == SPEC.output_bytes and len(r.stderr) == 100
 
 
+def test_endless_flood_still_times_out(sb: DockerSandbox) -> None:
+    r = sb.run("yes", timeout=1)
+    assert r.timed_out and r.truncated and r.duration_s < 5, r
+    assert r.stdout == "y\n" * (SPEC.output_bytes // 2)
+
+
 def test_timeout_kills_the_whole_tree_and_keeps_the_shell(sb: DockerSandbox) -> None:
     assert sb.run("cd /tmp && export KEPT=yes").ok
     tree = (
