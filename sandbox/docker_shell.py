@@ -7,6 +7,7 @@ for them by nonce, and turns a supervisor that stopped answering into `ShellGone
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import struct
@@ -19,7 +20,6 @@ import docker
 from sandbox import shell_supervisor as proto
 from sandbox.base import SandboxError
 
-SUPERVISOR_SOURCE = Path(proto.__file__).read_bytes()
 DOCKER_FRAME = struct.Struct(">BxxxL")
 # Past the command's own timeout the supervisor needs at most its abort grace plus one kill
 # round to report; beyond this much more it is taken to be wedged.
@@ -66,21 +66,28 @@ class ShellChannel:
             "-S",
             "-c",
             proto.BOOTSTRAP,
-            str(len(SUPERVISOR_SOURCE)),
+            str(len(_supervisor_source())),
             workdir,
             keep,
         ]
         exec_id = api.exec_create(container_id, argv, stdin=True, user=user, workdir=workdir)["Id"]
+        self._api, self._exec_id = api, exec_id
         self._io = api.exec_start(exec_id, socket=True)
         self._sock: socket.socket = getattr(self._io, "_sock", self._io)
         self._raw = bytearray()
         self._out = bytearray()
         self._diag = bytearray()
         try:
-            self._write(SUPERVISOR_SOURCE)
+            self._write(_supervisor_source())
             kind, _, payload = self._frame(time.monotonic() + STARTUP_TIMEOUT_S)
             if kind != b"H":
                 raise ShellGone(f"the supervisor did not start: {self.diagnostics()}")
+        except ShellGone as e:
+            self.close()
+            if self.exit_code() not in (126, 127):
+                raise
+            hint = "sandbox images need /usr/bin/python3 and bash: build them on envsynth/base"
+            raise ShellGone(f"{e} ({hint})") from e
         except BaseException:
             self.close()
             raise
@@ -129,6 +136,13 @@ class ShellChannel:
             return reply[1:]
         code, _, message = reply[1:].decode("utf-8", "replace").partition(" ")
         raise OSError(int(code), message)
+
+    def exit_code(self) -> int | None:
+        """The supervisor's exit status once it has ended (126/127: it could not be run)."""
+        try:
+            return self._api.exec_inspect(self._exec_id).get("ExitCode")
+        except docker.errors.APIError:
+            return None
 
     def diagnostics(self) -> str:
         """What the supervisor wrote to its own stderr (tracebacks), for error messages."""
@@ -184,3 +198,8 @@ class ShellChannel:
             (self._out if stream == 1 else self._diag).extend(self._raw[DOCKER_FRAME.size : end])
             del self._raw[:end]
         del self._diag[:-8192]
+
+
+@functools.cache
+def _supervisor_source() -> bytes:
+    return Path(proto.__file__).read_bytes()
