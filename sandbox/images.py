@@ -26,6 +26,7 @@ from pathlib import Path
 
 import docker
 from docker.errors import APIError, BuildError, ImageNotFound
+from docker.models.images import Image
 
 from sandbox.base import SandboxError
 from sandbox.docker_sandbox import docker_client
@@ -135,20 +136,6 @@ def ensure_image(name: str) -> str:
         return _ensure_recipe(client, recipe, base_id)
 
 
-def _ensure_recipe(client: docker.DockerClient, recipe: Recipe, base_id: str) -> str:
-    name = recipe.name
-    digest = recipe.digest(base_id)
-    tag = f"envsynth/{name}:{digest[:12]}"
-    try:
-        image = client.images.get(tag)
-        if image.labels.get(RECIPE_LABEL) == digest:
-            return tag
-    except ImageNotFound:
-        pass
-    _build(client, recipe, tag, digest, base_id)
-    return tag
-
-
 def current_tags() -> dict[str, str]:
     """Tag of each image's current recipe (toolchains only if the base exists)."""
     client = docker_client()
@@ -165,7 +152,7 @@ def current_tags() -> dict[str, str]:
 def list_images() -> list[dict]:
     """envsynth's images: tag, recipe (hash prefix), size_mb, created."""
     rows = []
-    for image in docker_client().images.list(filters={"label": IMAGE_LABEL}):
+    for image in _ours(docker_client()):
         rows.append(
             {
                 "tag": image.tags[0] if image.tags else image.short_id,
@@ -180,29 +167,50 @@ def list_images() -> list[dict]:
 def prune_images(keep_current: bool = True) -> list[str]:
     """Remove envsynth images not of a current recipe (all of them if not `keep_current`).
 
-    Images still used by a container are left alone. Returns what was removed.
+    Images still used by a container, or by images built on them, are left alone. Returns
+    what was removed.
     """
     client = docker_client()
     keep = set(current_tags().values()) if keep_current else set()
-    base_digest = _base_digest()
+    if keep_current and _base_current(client) is None:
+        keep.discard(BASE_TAG)
     removed = []
     # Toolchains first: the base cannot go while images built on it remain.
-    images = sorted(
-        client.images.list(filters={"label": IMAGE_LABEL}),
-        key=lambda i: i.labels.get(IMAGE_LABEL) == BASE,
-    )
-    for image in images:
-        current = [t for t in image.tags if t in keep]
-        if image.labels.get(IMAGE_LABEL) == BASE and keep_current:
-            current = current if image.labels.get(RECIPE_LABEL) == base_digest else []
-        if current:
+    for image in sorted(_ours(client), key=lambda i: i.labels.get(IMAGE_LABEL) == BASE):
+        if any(t in keep for t in image.tags):
             continue
         try:
             client.images.remove(image.id, force=False, noprune=False)
         except APIError:
-            continue  # in use by a container, or a parent of a kept image
+            continue  # in use by a container, or the parent of an image that is
         removed.append(image.tags[0] if image.tags else image.short_id)
     return removed
+
+
+def _ours(client: docker.DockerClient) -> list[Image]:
+    """envsynth's own images, not the images others build on them.
+
+    Everything built FROM the base inherits its labels, and every layer of a build in progress
+    is an image too, so a label alone does not make an image ours: the base is an import (no
+    parent), and a toolchain image carries its own name's tag.
+    """
+    mine = []
+    for image in client.images.list(filters={"label": IMAGE_LABEL}):
+        name = image.labels[IMAGE_LABEL]
+        if name == BASE:
+            if not image.attrs.get("Parent"):
+                mine.append(image)
+        elif name in RECIPES and any(t.startswith(f"envsynth/{name}:") for t in image.tags):
+            mine.append(image)
+    return mine
+
+
+def _base_current(client: docker.DockerClient) -> Image | None:
+    try:
+        image = client.images.get(BASE_TAG)
+    except ImageNotFound:
+        return None
+    return image if image.labels.get(RECIPE_LABEL) == _base_digest() else None
 
 
 def apt_mirror(root: Path = Path("/")) -> str:
@@ -224,6 +232,20 @@ def apt_mirror(root: Path = Path("/")) -> str:
             if len(words) >= 3 and words[0] == "deb" and words[2] == BASE_VERSION:
                 return words[1]
     raise ImageError(f"no apt source for Debian {BASE_VERSION} on this machine to bootstrap from")
+
+
+def _ensure_recipe(client: docker.DockerClient, recipe: Recipe, base_id: str) -> str:
+    name = recipe.name
+    digest = recipe.digest(base_id)
+    tag = f"envsynth/{name}:{digest[:12]}"
+    try:
+        image = client.images.get(tag)
+        if image.labels.get(RECIPE_LABEL) == digest:
+            return tag
+    except ImageNotFound:
+        pass
+    _build(client, recipe, tag, digest, base_id)
+    return tag
 
 
 def _ensure_base(client: docker.DockerClient) -> str:

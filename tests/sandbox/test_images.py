@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import time
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from sandbox import images
 from sandbox.docker_sandbox import DockerSandbox, docker_client
 from sandbox.images import RECIPES, Recipe
 from sandbox.spec import SandboxSpec
+
+DERIVED = "envsynth-test/derived:1"
 
 
 def test_same_recipe_same_hash_and_any_change_a_new_one() -> None:
@@ -79,9 +82,18 @@ def test_python_image_builds_once_and_runs_the_kernel_interpreter() -> None:
     listed = {row["tag"]: row for row in images.list_images()}
     assert listed[tag]["recipe"] == digest[:12] and listed[tag]["size_mb"] > 0
     assert images.BASE_TAG in listed
-    removed = images.prune_images(keep_current=True)
-    assert tag not in removed and images.BASE_TAG not in removed
-    assert client.images.get(tag).id == image.id
+    # An image someone builds on ours inherits our labels; it is still not ours to prune.
+    derived, _ = client.images.build(
+        fileobj=io.BytesIO(f"FROM {tag}\nLABEL purpose=test\n".encode()), tag=DERIVED, rm=True
+    )
+    try:
+        assert derived.labels[images.IMAGE_LABEL] == "python"
+        assert DERIVED not in {row["tag"] for row in images.list_images()}
+        removed = images.prune_images(keep_current=True)
+        assert not {tag, images.BASE_TAG, DERIVED} & set(removed)
+        assert client.images.get(tag).id == image.id and client.images.get(DERIVED)
+    finally:
+        client.images.remove(DERIVED)
 
     with DockerSandbox(SandboxSpec(image=tag, memory_mb=256)) as sb:
         r = sb.run("python -c 'import ipykernel, sys; print(sys.prefix)'; id -u", timeout=30)
