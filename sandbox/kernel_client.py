@@ -20,6 +20,8 @@ from typing import Any
 import zmq
 from jupyter_client.session import Session
 
+from sandbox.base import SandboxError
+
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 # ZMQ buffers at most this many messages per socket when the controller is not reading.
 _RCVHWM = 16
@@ -29,7 +31,7 @@ _IDLE_GRACE_S = 1.0
 _DRAIN_S = 0.05
 
 
-class KernelGone(Exception):
+class KernelGone(SandboxError):
     """The kernel process died while the controller was waiting on it."""
 
 

@@ -213,11 +213,12 @@ class KernelProcess(abc.ABC):
         except ProcessLookupError:
             pass
 
-    def kill_strays(self, rounds: int = 20) -> Sweep:
-        """Kill every process in the sandbox but init and the kernel."""
+    def kill_strays(self, timeout: float = 2.0) -> Sweep:
+        """Kill every process in the sandbox but init and the kernel, within `timeout` s."""
         killed: set[int] = set()
         orphans: set[int] = set()
-        for _ in range(rounds):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
             direct = [p for p in children(self.pid) if not is_zombie(p)]
             todo = direct + [p for p in children(self.init_pid) if p != self.pid]
             found = list(todo)
@@ -232,7 +233,7 @@ class KernelProcess(abc.ABC):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(p, signal.SIGKILL)
                 killed.add(p)
-            time.sleep(0.002)
+            time.sleep(0.005)  # SIGKILL is delivered, but dying takes a moment
         return Sweep(False, len(killed), sorted(orphans))
 
     @abc.abstractmethod

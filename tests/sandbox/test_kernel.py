@@ -212,13 +212,15 @@ def test_file_errors_are_typed(sb: KernelSandbox, host_secret: str) -> None:
         sb.get_file("link")
 
 
-def test_no_network_no_host_files_not_root(sb: KernelSandbox, host_secret: str) -> None:
+def test_no_network_no_host_files_no_privilege(sb: KernelSandbox, host_secret: str) -> None:
     r = sb.run(
-        "import os, socket\nprint(os.getuid() != 0)\n"
+        "import os, socket\n"
+        "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('CapEff')])\n"
         "print(sorted(n for _, n in socket.if_nameindex()))\n"
-        f"print(os.path.exists({__file__!r}), os.path.exists('/etc/envsynth-host-secret'))"
+        f"print(os.path.exists({__file__!r}), os.path.exists('/etc/envsynth-host-secret'))\n"
+        "print(os.access('/usr/bin', os.W_OK))"
     )
-    assert r.stdout == "True\n['lo']\nFalse False\n", r
+    assert r.stdout == "['0000000000000000']\n['lo']\nFalse False\nFalse\n", r
 
 
 def test_pool_hands_out_distinct_kernels_and_refills(pool: KernelPool) -> None:
