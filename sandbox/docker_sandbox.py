@@ -269,6 +269,8 @@ def _daemon_cpus(client: docker.DockerClient) -> int:
 
 
 def _result(reply: Reply, duration_s: float) -> ExecResult:
+    # surrogateescape: output that is not UTF-8 (or a cap that cut a character) stays lossless;
+    # `.encode("utf-8", "surrogateescape")` gives back the exact bytes.
     return ExecResult(
         exit_code=reply.exit_code,
         stdout=reply.stdout.decode("utf-8", "surrogateescape"),

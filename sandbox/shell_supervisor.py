@@ -18,8 +18,17 @@ shell is one bash process; each command is sourced from a here-document (so `dec
 functions and variables persist) and its status comes back on a private pipe with a per-command
 token that never appears in any variable the command can read. On timeout the supervisor
 interrupts the shell (a USR1 trap that returns from the sourced command, keeping its state) and
-kills every other process in the container, including those that escaped with `setsid`; if the
-shell itself will not come back it is replaced, and the command's stderr says so.
+kills every other process in the container, including those that escaped with `setsid` and
+background jobs of earlier commands; if the shell itself will not come back it is replaced, and
+the command's stderr says so. A command that makes a fork fail on the pids limit (a fork bomb)
+is stopped the same way, as the kernel's OOM killer stops one that exhausts memory, and exits
+with 137. A shell that exits (`exit`, `kill -9 $$`) is replaced too; its exit status is the
+command's.
+
+Every process here runs as the same user, so a command that sets out to can still reach the
+supervisor's pipes through /proc (python3-minimal has no ctypes for PR_SET_DUMPABLE): the
+protocol keeps printed output from ever passing for a frame, not a determined process from
+forging its own exit status. Graders should run in a fresh sandbox, not after the agent.
 """
 
 from __future__ import annotations
