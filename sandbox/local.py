@@ -9,15 +9,21 @@ guarded against forgery; a fresh process costs a few milliseconds and needs neit
 
 Isolation: user, pid, mount, net (only `lo`), ipc and uts namespaces; a tmpfs root holding
 the host's /usr, /bin, /lib… read-only and a minimal /etc, so no other host file is there
-to read; the command runs without capabilities. As root, the sandbox's root is mapped to
-a uid of its own (`UID_BASE`…), which owns no host file and makes every one of its
-processes findable; otherwise to the caller's uid. Limits: a cgroup v1 memory/pids/cpu
-group where writable (`sandbox.cgroups`), else RLIMIT_AS; always RLIMIT_NPROC (counted per
-user namespace), RLIMIT_FSIZE, RLIMIT_NOFILE, RLIMIT_CPU and RLIMIT_CORE; `disk_mb` sizes
-the one tmpfs behind the work dir, /tmp and /dev/shm.
+to read; the command runs without capabilities and with no_new_privs. As root, the
+sandbox's root is mapped to a uid of its own (`UID_BASE`…), which owns no host file and
+makes every one of its processes findable; otherwise to the caller's uid.
 
-Lifetime: the holder and the agent die with their parent (PR_SET_PDEATHSIG) and with the
-control socket; the agent is the pid namespace's init, so its death kills everything.
+Limits: a cgroup v1 memory/pids/cpu group where writable (`sandbox.cgroups`): an OOM kill
+is reported as `oom_killed`, and a command that the pids limit refuses a fork is killed
+like a fork bomb (exit 137, a note on stderr), as `DockerSandbox` does. Without cgroups:
+RLIMIT_AS and RLIMIT_NPROC (counted per user namespace), no CPU share. Always RLIMIT_FSIZE,
+RLIMIT_NOFILE, RLIMIT_CPU and RLIMIT_CORE; `disk_mb` sizes the one tmpfs behind the work
+dir, /tmp and /dev/shm.
+
+Lifetime: the holder and the agent die with their parent (PR_SET_PDEATHSIG) and when the
+control socket closes; the agent is the pid namespace's init, so its death kills all. The
+"parent" of PR_SET_PDEATHSIG is the creating thread: a sandbox made in a thread that then
+exits dies with it, so make long-lived sandboxes in a long-lived thread.
 """
 
 from __future__ import annotations
@@ -61,21 +67,7 @@ NOFILE = 1024
 # Our own processes inside the limits, on top of `spec.pids`: holder, agent, the running
 # command's init and the next command's init.
 OWN_PROCESSES = 4
-RESERVED = {
-    "",
-    "usr",
-    "bin",
-    "sbin",
-    "lib",
-    "lib32",
-    "lib64",
-    "libx32",
-    "etc",
-    "dev",
-    "proc",
-    "sys",
-    "tmp",
-}
+RESERVED = frozenset("usr bin sbin lib lib32 lib64 libx32 etc dev proc sys tmp".split())
 
 _OPEN: weakref.WeakValueDictionary[str, LocalSandbox] = weakref.WeakValueDictionary()
 
@@ -123,11 +115,12 @@ class LocalSandbox(Sandbox):
                     self.spec.pids + OWN_PROCESSES,
                     self.spec.cpus,
                 )
-            self._holder = self._spawn(child)
-            self.holder_pid = self._holder.pid
-            self._finalizer = weakref.finalize(self, _kill, self._holder, self._sock, self._cgroup)
-            self._handshake()
+            self._holder = holder = self._spawn(child)
+            self.holder_pid = holder.pid
+            self._finalizer = weakref.finalize(self, _kill, holder, self._sock, self._cgroup)
+            self._handshake(holder)
         except BaseException:
+            child.close()
             self.close()
             raise
 
@@ -136,7 +129,7 @@ class LocalSandbox(Sandbox):
     def _spawn(self, child: socket.socket) -> subprocess.Popen[bytes]:
         marker = f"{os.getpid()}:{_start_time(os.getpid())}:{self.id}"
         try:
-            return subprocess.Popen(
+            return subprocess.Popen(  # a fresh interpreter: forking this one would copy it all
                 [
                     sys.executable,
                     "-I",
@@ -177,33 +170,39 @@ class LocalSandbox(Sandbox):
             "setgroups": self._privileged,
         }
 
-    def _handshake(self) -> None:
+    def _handshake(self, holder: subprocess.Popen[bytes]) -> None:
+        """Map the ids and join the cgroup while the holder waits in its new user namespace,
+        then wait until the agent has built the sandbox."""
         deadline = time.monotonic() + START_TIMEOUT_S
-        header = self._startup_message(deadline)
+        header = self._startup_message(holder, deadline)
         if header["op"] != "userns":
             raise SandboxError(f"local sandbox did not start: {header.get('message', header)}")
-        self._map_ids(self._holder.pid)
+        self._map_ids(holder.pid)
         if self._cgroup is not None:
-            self._cgroup.attach(self._holder.pid)
+            self._cgroup.attach(holder.pid)
         namespaces.send_msg(self._sock, {"op": "mapped", "config": self._config()})
-        while True:
-            header = self._startup_message(deadline)
+        ready = False
+        while not ready or self.agent_pid is None:  # the holder's and the agent's, any order
+            header = self._startup_message(holder, deadline)
             if header["op"] == "agent":
                 self.agent_pid = header["pid"]
-                self._agent_fd = os.pidfd_open(header["pid"])
+                with contextlib.suppress(ProcessLookupError):  # dead: its error message follows
+                    self._agent_fd = os.pidfd_open(header["pid"])
             elif header["op"] == "ready":
-                break
+                ready = True
             else:
                 raise SandboxError(f"local sandbox did not start: {header.get('message', header)}")
-        if self._holder.stderr is not None:
-            self._holder.stderr.close()
+        if self._agent_fd is None:
+            raise SandboxError("local sandbox did not start: its agent exited")
+        if holder.stderr is not None:
+            holder.stderr.close()
 
-    def _startup_message(self, deadline: float) -> dict:
+    def _startup_message(self, holder: subprocess.Popen[bytes], deadline: float) -> dict:
         ready, _, _ = select.select([self._sock], [], [], max(0.0, deadline - time.monotonic()))
         msg = namespaces.recv_msg(self._sock) if ready else None
         if msg is None:
-            self._holder.kill()
-            err = self._holder.stderr.read().decode(errors="replace") if self._holder.stderr else ""
+            holder.kill()
+            err = holder.stderr.read().decode(errors="replace") if holder.stderr else ""
             why = "timed out" if not ready else "its process exited"
             raise SandboxError(f"local sandbox did not start ({why}): {err.strip()[-2000:]}")
         return msg[0]
@@ -463,6 +462,8 @@ class _Exchange:
         msg = namespaces.recv_msg(self.sock)
         if msg is None:
             raise SandboxError("the local sandbox died during a command")
+        if msg[0].get("op") == "error":
+            raise SandboxError(f"the local sandbox failed: {msg[0].get('message')}")
         if msg[0].get("op") == "exit" and msg[0].get("run") == self.rid:
             self.report = msg[0]
             self.drain_deadline = time.monotonic() + DRAIN_GRACE_S
@@ -513,6 +514,7 @@ def _check_workdir(workdir: str) -> None:
     parts = workdir.strip("/").split("/")
     if (
         not workdir.startswith("/")
+        or workdir == "/"
         or parts[0] in RESERVED
         or ".." in parts
         or os.path.normpath(workdir) != workdir
@@ -606,7 +608,7 @@ def _ours_unwanted() -> dict[int, dict]:
 def leaked() -> list[str]:
     """Processes (and cgroups) of local sandboxes still alive though closed or orphaned."""
     found = [
-        f"process {pid} ({p['name']}, uid {p['uid']})"
+        f"process {pid} ({p['name']}, uid {p['uid']}, parent {p['ppid']}, marker {p['marker']})"
         for pid, p in sorted(_ours_unwanted().items())
     ]
     return found + [f"cgroup {path}" for path in stale_groups()]

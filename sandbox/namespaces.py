@@ -1,22 +1,25 @@
 """The inside of a `LocalSandbox`: fresh Linux namespaces, a private root, and one init.
 
-`sandbox.local` starts this file as a script (`python -I -S namespaces.py CONFIG`), so it
-imports nothing but the standard library, and it imports all of that before it leaves the
-host's filesystem: after `pivot_root` the interpreter can load no further module.
+`sandbox.local` starts this file as a script (`python -I -S namespaces.py FD PARENT`), so
+it imports nothing but the standard library, and it imports all of that before it leaves
+the host's filesystem: after `pivot_root` the interpreter can load no further module.
 
 Process tree, host view::
 
     controller ── holder (user ns; host pid ns; waits)        PR_SET_PDEATHSIG on both
                     └─ agent (pid 1 of the sandbox pid ns; mount/net/ipc/uts ns; serves)
-                         └─ run-init (pid 1 of a fresh pid + mount ns per command)
-                              └─ sh -c CMD (no capabilities, rlimits) └─ …
+                         ├─ sandbox-init (pid 1 of this command's pid + mount ns)
+                         │    └─ sh -c CMD (no capabilities, rlimits) └─ …
+                         └─ sandbox-init (the next command's, forked and waiting)
 
 The holder exists because `unshare(CLONE_NEWPID)` only moves the caller's future children.
 A command gets its own pid namespace so that ending it is one `kill` of its init: the
 kernel then kills and reaps everything in that namespace, however it daemonized, before
 the agent can reap the init (`zap_pid_ns_processes`). The agent's own pid namespace does
 the same for the whole sandbox when the agent dies, and the agent dies with the holder,
-which dies with the controller.
+which dies with the controller. A command's init is non-dumpable and its parent namespace
+is out of the command's sight, so the command can neither signal, trace nor impersonate
+what reports its exit status.
 
 The controller talks to the agent over a SOCK_SEQPACKET socket: one JSON header line and
 an optional payload per message, file descriptors as SCM_RIGHTS. Commands write straight
@@ -430,7 +433,8 @@ class Agent:
         self.spare: _Init | None = None  # the next command's init, forked while idle
 
     def serve(self) -> None:
-        self.spare = self._fork_init()
+        with contextlib.suppress(OSError):  # no spare now: one is forked when it is needed
+            self.spare = self._fork_init()
         while True:
             waiting = [self.sock.fileno()] + ([self.run.pidfd] if self.run else [])
             ready, _, _ = select.select(waiting, [], [])
@@ -457,7 +461,22 @@ class Agent:
         return _Init(pid, os.pidfd_open(pid), ours)
 
     def _op_run(self, header: dict, payload: bytes, fds: list[int]) -> None:
-        init, self.spare = self.spare or self._fork_init(), None
+        try:
+            init, self.spare = self.spare or self._fork_init(), None
+        except OSError as e:
+            for fd in fds:
+                os.close(fd)
+            send_msg(
+                self.sock,
+                {
+                    "op": "exit",
+                    "run": header["run"],
+                    "status": None,
+                    "killed": False,
+                    "error": f"cannot start the command: {e}",
+                },
+            )
+            return
         try:
             send_msg(init.sock, {"timeout": header["timeout"]}, payload, tuple(fds))
         except OSError:
