@@ -95,7 +95,8 @@ class JailKernel(KernelProcess):
             self._limit()
             self.holder = self._spawn(child)
             self._handshake(ready_timeout)
-            self._watch(self.init_pid, ready_timeout)
+            holder = (self.holder.pid,) if self.holder is not None else ()
+            self._watch(self.init_pid, ready_timeout, also_counted=holder)
             self.client = KernelClient(self.connection, self.death_fd, max_message_bytes(spec))
             self.client.wait_ready(ready_timeout)
             if self.privileged:

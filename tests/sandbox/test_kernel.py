@@ -39,6 +39,14 @@ def pool(isolation: str) -> Iterator[KernelPool]:
 
 @pytest.fixture
 def sb(pool: KernelPool) -> Iterator[KernelSandbox]:
+    """A sandbox of its own, for tests that kill or restart its kernel."""
+    with KernelSandbox(pool=pool) as sandbox:
+        yield sandbox
+
+
+@pytest.fixture(scope="module")
+def shared(pool: KernelPool) -> Iterator[KernelSandbox]:
+    """One sandbox for the tests that leave its kernel alive (kernels take a second to start)."""
     with KernelSandbox(pool=pool) as sandbox:
         yield sandbox
 
@@ -53,14 +61,14 @@ def _gone(pid: int, timeout: float = 5.0) -> bool:
     return True
 
 
-def test_state_is_kept_between_cells(sb: KernelSandbox) -> None:
-    assert sb.run("x = 20\ndef f(y):\n    return x + y").ok
-    r = sb.run("print(f(1)); f(2)")
+def test_state_is_kept_between_cells(shared: KernelSandbox) -> None:
+    assert shared.run("base = 20\ndef add(y):\n    return base + y").ok
+    r = shared.run("print(add(1)); add(2)")
     assert (r.exit_code, r.stdout, r.stderr) == (0, "21\n22\n", "")
 
 
-def test_streams_and_results_are_split(sb: KernelSandbox) -> None:
-    r = sb.run(
+def test_streams_and_results_are_split(shared: KernelSandbox) -> None:
+    r = shared.run(
         "import sys, subprocess\nprint('out')\nsys.stderr.write('err\\n')\n"
         "subprocess.run('echo child-out; echo child-err >&2', shell=True)\n'value'"
     )
@@ -69,12 +77,12 @@ def test_streams_and_results_are_split(sb: KernelSandbox) -> None:
     assert r.stderr == "err\nchild-err\n"
 
 
-def test_exception_gives_exit_1_and_a_plain_traceback(sb: KernelSandbox) -> None:
-    r = sb.run("def g():\n    return 1 / 0\ng()")
+def test_exception_gives_exit_1_and_a_plain_traceback(shared: KernelSandbox) -> None:
+    r = shared.run("def g():\n    return 1 / 0\ng()")
     assert r.exit_code == 1 and not r.timed_out
     assert "ZeroDivisionError: division by zero" in r.stderr
     assert "return 1 / 0" in r.stderr and "\x1b[" not in r.stderr  # no terminal colours
-    assert sb.run("'still here'").stdout == "'still here'\n"
+    assert shared.run("'still here'").stdout == "'still here'\n"
 
 
 @pytest.mark.parametrize(
@@ -86,18 +94,20 @@ def test_exception_gives_exit_1_and_a_plain_traceback(sb: KernelSandbox) -> None
         ("raise SystemExit('bad input')", 1, "bad input\n"),
     ],
 )
-def test_system_exit_gives_its_code(sb: KernelSandbox, cell: str, code: int, stderr: str) -> None:
-    r = sb.run(cell)
+def test_system_exit_gives_its_code(
+    shared: KernelSandbox, cell: str, code: int, stderr: str
+) -> None:
+    r = shared.run(cell)
     assert (r.exit_code, r.stderr, r.timed_out) == (code, stderr, False)
 
 
-def test_timeout_interrupts_and_keeps_state(sb: KernelSandbox) -> None:
-    sb.run("x = 41")
-    r = sb.run("n = 0\nwhile True:\n    n += 1", timeout=1)
+def test_timeout_interrupts_and_keeps_state(shared: KernelSandbox) -> None:
+    shared.run("kept = 41")
+    r = shared.run("n = 0\nwhile True:\n    n += 1", timeout=1)
     assert r.timed_out and r.exit_code is None
     assert 1 <= r.duration_s < 2.5
     assert "KeyboardInterrupt" in r.stderr and "state is kept" in r.stderr
-    after = sb.run("print(x + 1, n > 0)")
+    after = shared.run("print(kept + 1, n > 0)")
     assert after.stdout == "42 True\n"
 
 
@@ -151,9 +161,9 @@ def test_memory_bomb_is_oom_killed_and_the_sandbox_survives(sb: KernelSandbox) -
     assert sb.run("print('alive')").stdout == "alive\n"
 
 
-def test_output_is_capped_without_wedging(sb: KernelSandbox) -> None:
-    cap = sb.spec.output_bytes
-    r = sb.run(
+def test_output_is_capped_without_wedging(shared: KernelSandbox) -> None:
+    cap = shared.spec.output_bytes
+    r = shared.run(
         "import sys\nsys.stdout.write('é' * 50_000_000)\nprint('x' * 100, file=sys.stderr)",
         timeout=30,
     )
@@ -162,58 +172,58 @@ def test_output_is_capped_without_wedging(sb: KernelSandbox) -> None:
     assert len(r.stdout) >= cap // 2 - 1
     assert r.stderr == "x" * 100 + "\n"
     assert r.duration_s < 10
-    small = sb.run("print('x' * 10)")
+    small = shared.run("print('x' * 10)")
     assert (small.stdout, small.truncated) == ("x" * 10 + "\n", False)
 
 
-def test_a_huge_result_is_dropped_not_buffered(sb: KernelSandbox) -> None:
-    r = sb.run("'y' * 20_000_000", timeout=30)
-    assert r.truncated and len(r.stdout) <= sb.spec.output_bytes
-    assert sb.run("print('alive')").stdout == "alive\n"
+def test_a_huge_result_is_dropped_not_buffered(shared: KernelSandbox) -> None:
+    r = shared.run("'y' * 20_000_000", timeout=30)
+    assert r.truncated and len(r.stdout) <= shared.spec.output_bytes
+    assert shared.run("print('alive')").stdout == "alive\n"
 
 
-def test_cells_leave_no_process_behind(sb: KernelSandbox) -> None:
-    r = sb.run(
+def test_cells_leave_no_process_behind(shared: KernelSandbox) -> None:
+    r = shared.run(
         "import subprocess\nsubprocess.Popen(['sleep', '300'], start_new_session=True)\n"
         "subprocess.Popen('sleep 301 &', shell=True)\nprint('started')"
     )
     assert r.exit_code == 0 and "killed" in r.stderr
-    kernel = sb._kernel
+    kernel = shared._kernel
     assert kernel is not None and kernel.kill_strays().killed == 0
 
 
-def test_files_move_both_ways(sb: KernelSandbox) -> None:
+def test_files_move_both_ways(shared: KernelSandbox) -> None:
     data = os.urandom(3 << 20)  # three chunks and some
-    sb.put_file("sub/dir/blob.bin", data)
-    assert sb.get_file("sub/dir/blob.bin") == data
-    sb.put_file("empty", b"")
-    assert sb.get_file("empty") == b""
-    r = sb.run(
+    shared.put_file("sub/dir/blob.bin", data)
+    assert shared.get_file("sub/dir/blob.bin") == data
+    shared.put_file("empty", b"")
+    assert shared.get_file("empty") == b""
+    r = shared.run(
         "import hashlib; print(hashlib.sha256(open('sub/dir/blob.bin', 'rb').read()).hexdigest())"
     )
     import hashlib
 
     assert r.stdout.strip() == hashlib.sha256(data).hexdigest()
-    sb.run("open('made-here.txt', 'w').write('from the cell')")
-    assert sb.get_file(f"{sb.spec.workdir}/made-here.txt") == b"from the cell"
+    shared.run("open('made-here.txt', 'w').write('from the cell')")
+    assert shared.get_file(f"{shared.spec.workdir}/made-here.txt") == b"from the cell"
 
 
-def test_file_errors_are_typed(sb: KernelSandbox, host_secret: str) -> None:
+def test_file_errors_are_typed(shared: KernelSandbox, host_secret: str) -> None:
     with pytest.raises(FileNotFoundError):
-        sb.get_file("no-such-file")
+        shared.get_file("no-such-file")
     with pytest.raises(FileNotFoundError):
-        sb.get_file("/etc/envsynth-host-secret")
+        shared.get_file("/etc/envsynth-host-secret")
     with pytest.raises(IsADirectoryError):
-        sb.get_file(".")
+        shared.get_file(".")
     with pytest.raises(OSError):
-        sb.put_file("/usr/evil", b"x")  # the root is read-only
-    sb.run("import os; os.symlink('/etc/envsynth-host-secret', 'link')")
+        shared.put_file("/usr/evil", b"x")  # the root is read-only
+    shared.run("import os; os.symlink('/etc/envsynth-host-secret', 'link')")
     with pytest.raises(FileNotFoundError):
-        sb.get_file("link")
+        shared.get_file("link")
 
 
-def test_no_network_no_host_files_no_privilege(sb: KernelSandbox, host_secret: str) -> None:
-    r = sb.run(
+def test_no_network_no_host_files_no_privilege(shared: KernelSandbox, host_secret: str) -> None:
+    r = shared.run(
         "import os, socket\n"
         "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('CapEff')])\n"
         "print(sorted(n for _, n in socket.if_nameindex()))\n"
