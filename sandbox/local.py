@@ -33,6 +33,7 @@ import errno
 import fcntl
 import functools
 import os
+import re
 import secrets
 import select
 import selectors
@@ -611,7 +612,12 @@ def leaked() -> list[str]:
         f"process {pid} ({p['name']}, uid {p['uid']}, parent {p['ppid']}, marker {p['marker']})"
         for pid, p in sorted(_ours_unwanted().items())
     ]
-    return found + [f"cgroup {path}" for path in stale_groups()]
+    return found + [f"cgroup {path}" for path in stale_groups() if _is_ours(path)]
+
+
+def _is_ours(group: str) -> bool:
+    """A LocalSandbox's group: 'PREFIX<pid>-<id>'; other users of `sandbox.cgroups` tag theirs."""
+    return re.fullmatch(r"\d+-[0-9a-f]+", os.path.basename(group)[len(PREFIX) :]) is not None
 
 
 def _reap_orphans() -> None:
