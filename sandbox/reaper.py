@@ -45,7 +45,8 @@ def owner_labels(lifetime_s: float) -> dict[str, str]:
 
 def ours(client: docker.DockerClient) -> list[Container]:
     """Every container labelled as envsynth's, running or not."""
-    return client.containers.list(all=True, filters={"label": f"{LABEL}=1"})
+    # ignore_removed: containers end (auto-remove) between the listing and their inspection.
+    return client.containers.list(all=True, filters={"label": f"{LABEL}=1"}, ignore_removed=True)
 
 
 def owned_by_this_process(client: docker.DockerClient) -> list[Container]:

@@ -218,12 +218,12 @@ def test_reset_leaves_nothing(sb: DockerSandbox) -> None:
 def test_dead_man_timer_ends_the_container() -> None:
     factory("docker")
     client = docker_client()
-    sb = DockerSandbox(SPEC, lifetime_s=3)
+    sb = DockerSandbox(SPEC, lifetime_s=5)
     try:
         cid = sb.container_id
         assert client.containers.get(cid).status == "running"
         deadline = time.monotonic() + 20
-        while any(c.id == cid for c in client.containers.list(all=True)):
+        while client.api.containers(all=True, filters={"id": cid}):
             assert time.monotonic() < deadline, "the container outlived its lifetime"
             time.sleep(0.2)
     finally:
