@@ -637,9 +637,10 @@ def unavailable_reason() -> str | None:
         return "LocalSandbox needs Linux namespaces"
     try:
         with LocalSandbox(SandboxSpec(memory_mb=64, disk_mb=1)) as sb:
-            result = sb.run("true", timeout=10)
+            sb.put_file("probe", b"ok")  # openat2 (Linux >= 5.6) confines file transfers
+            result = sb.run("cat probe", timeout=10)
     except (SandboxError, OSError) as e:
         return str(e)
-    if result.exit_code != 0:
+    if result.exit_code != 0 or result.stdout != "ok":
         return f"a trial command failed in the sandbox: {result}"
     return None
