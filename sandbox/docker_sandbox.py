@@ -30,6 +30,7 @@ from sandbox.spec import ExecResult, SandboxSpec
 USER = "65534:65534"
 DEFAULT_LIFETIME_S = 3600.0
 OPEN_FILES = 4096
+BACKEND = "envsynth.backend"  # the label telling this backend's containers from the kernels'
 
 
 @functools.cache
@@ -57,12 +58,13 @@ def unavailable_reason() -> str | None:
 
 
 def leaked() -> list[str]:
-    """This process's containers that are still there, described."""
+    """This process's Docker sandbox containers that are still there, described."""
     try:
         client = docker_client()
     except SandboxError:
         return []
-    return [f"container {c.name} ({c.status})" for c in reaper.owned_by_this_process(client)]
+    mine = reaper.owned_by_this_process(client)
+    return [f"container {c.name} ({c.status})" for c in mine if c.labels.get(BACKEND) == "docker"]
 
 
 @BACKENDS.register("docker")
@@ -186,7 +188,7 @@ class DockerSandbox(Sandbox):
                     Ulimit(name="core", soft=0, hard=0),
                 ],
                 hostname="sandbox",
-                labels={**reaper.owner_labels(self._lifetime_s), "envsynth.backend": "docker"},
+                labels={**reaper.owner_labels(self._lifetime_s), BACKEND: "docker"},
             )
         except ImageNotFound as e:
             raise SandboxError(
