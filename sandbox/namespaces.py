@@ -581,6 +581,10 @@ def _agent_main(sock: socket.socket, cfg: dict) -> None:
         with open("/proc/sys/kernel/cap_last_cap") as f:
             cfg["last_cap"] = int(f.read())
         build_root(cfg)
+        # No user namespace below this one: a command could otherwise regain capabilities
+        # in one, and mount tmpfs that no rlimit bounds.
+        with open("/proc/sys/user/max_user_namespaces", "w") as f:
+            f.write("0")
         socket.sethostname(cfg["hostname"])
         if not cfg["network"]:
             loopback_up()

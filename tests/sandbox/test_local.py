@@ -117,6 +117,15 @@ def test_root_inside_is_an_unprivileged_uid_outside(sb: LocalSandbox) -> None:
     ]
 
 
+def test_the_command_cannot_touch_its_init_or_nest_namespaces(sb: LocalSandbox) -> None:
+    attach = "python3 -c 'import ctypes; print(ctypes.CDLL(None).ptrace(16, 1, 0, 0))'"
+    assert _ok(sb, attach).strip() == "-1"  # PTRACE_ATTACH to the init that reports status
+    assert sb.run("cat /proc/1/environ").exit_code != 0
+    assert _ok(sb, "kill -9 1; echo survived").strip() == "survived"
+    nested = sb.run("unshare -r -m sh -c 'mount -t tmpfs x /tmp && echo mounted'")
+    assert nested.exit_code != 0 and "mounted" not in nested.stdout
+
+
 def test_host_files_are_not_there(sb: LocalSandbox, host_secret: str) -> None:
     listing = _ok(sb, "ls / /etc")
     for absent in ("root", "home", "var", "opt", "srv", "shadow", "envsynth-host-secret"):
