@@ -128,8 +128,8 @@ class KernelSandbox(Sandbox):
         self._start = pool.acquire if pool is not None else kernel_starter(self.spec, isolation)
         self.interrupt_grace_s = interrupt_grace_s
         self._notes: list[str] = []
-        self._kernel: KernelProcess | None = self._start()
         self._closed = False
+        self._kernel: KernelProcess | None = self._start()
 
     # -- the protocol ------------------------------------------------------------------------
 
@@ -182,7 +182,7 @@ class KernelSandbox(Sandbox):
                 raise SandboxError(f"{path} is larger than {limit >> 20} MB; not fetched")
 
     def close(self) -> None:
-        if getattr(self, "_closed", True):
+        if self._closed:
             return
         self._closed = True
         self._discard()
@@ -224,10 +224,10 @@ class KernelSandbox(Sandbox):
 
         The kernel is restarted if either cannot be done.
         """
-        if ex.output_lost:
+        if ex.output_lost or ex.reply_lost:
             self._note("a message from the kernel was over the size limit and was dropped")
             try:
-                kernel.client.reconnect_iopub(_QUIET_TIMEOUT_S)
+                kernel.client.reconnect(ex.reply_lost, ex.output_lost, _QUIET_TIMEOUT_S)
             except (KernelGone, TimeoutError):
                 self._note(
                     "the kernel's output channel broke; the kernel was restarted (state is lost)"
@@ -244,13 +244,16 @@ class KernelSandbox(Sandbox):
             return
         if sweep.kernel_children:
             # Only the kernel may reap its children; unreaped they would hold pids forever.
-            self._quiet(
-                "def _envsynth_reap(pids):\n    import os\n    for p in pids:\n"
-                "        try:\n            os.waitpid(p, os.WNOHANG)\n"
-                "        except ChildProcessError:\n            pass\n"
-                f"_envsynth_reap({sweep.kernel_children!r})\ndel _envsynth_reap\n",
-                {},
-            )
+            try:
+                self._quiet(
+                    "def _envsynth_reap(pids):\n    import os\n    for p in pids:\n"
+                    "        try:\n            os.waitpid(p, os.WNOHANG)\n"
+                    "        except ChildProcessError:\n            pass\n"
+                    f"_envsynth_reap({sweep.kernel_children!r})\ndel _envsynth_reap\n",
+                    {},
+                )
+            except (SandboxError, OSError) as exc:  # the cell's result stands; say what failed
+                self._note(f"could not reap the killed processes: {exc}")
         if sweep.killed:
             self._note(f"killed {sweep.killed} process(es) the cell left running")
 
@@ -291,13 +294,12 @@ class KernelSandbox(Sandbox):
 
     def _result(self, ex: Execution, t0: float, *, timed_out: bool, oom_killed: bool) -> ExecResult:
         notes, self._notes = "".join(self._notes), []
-        finished = ex.reply is not None and not timed_out and ex.done
         return ExecResult(
-            exit_code=exit_code(ex.reply) if finished and ex.reply is not None else None,
+            exit_code=exit_code(ex.outcome()) if ex.done and not timed_out else None,
             stdout=ex.stdout.text(),
             stderr=ex.stderr.text() + notes,
             timed_out=timed_out,
             oom_killed=oom_killed,
-            truncated=ex.stdout.truncated or ex.stderr.truncated or ex.output_lost,
+            truncated=ex.stdout.truncated or ex.stderr.truncated or ex.output_lost or ex.reply_lost,
             duration_s=time.monotonic() - t0,
         )

@@ -40,6 +40,33 @@ def cap_streams(cap: int) -> None:
     OutStream.write = capped_write
 
 
+def cap_tracebacks(cap: int) -> None:
+    """Publish at most `cap` characters of a traceback (a 50 MB exception message is a 50 MB
+    message otherwise); the execute reply still carries the whole exception message."""
+    from ipykernel.zmqshell import ZMQInteractiveShell
+
+    show = ZMQInteractiveShell._showtraceback
+
+    class Text:
+        def __init__(self, text: str):
+            self.text = text
+
+        def __str__(self) -> str:
+            return self.text
+
+    def capped_showtraceback(self, etype, evalue, stb):  # type: ignore[no-untyped-def]
+        kept, room = [], cap + 1  # one more than the cap, so the host sees it hit
+        for line in stb:
+            if room <= 0:
+                kept.append("... (traceback cut)")
+                break
+            kept.append(line[:room])
+            room -= len(line)
+        return show(self, etype, Text(str(evalue)[: cap + 1]), kept)
+
+    ZMQInteractiveShell._showtraceback = capped_showtraceback
+
+
 def skip_empty_flushes() -> None:
     """Make flushing a stream with nothing buffered free.
 
@@ -93,6 +120,7 @@ def main() -> None:
     # IPython's advice to use exit() would land in every SystemExit cell's stderr.
     warnings.filterwarnings("ignore", message="To exit: use")
     cap_streams(cap)
+    cap_tracebacks(cap)
     skip_empty_flushes()
     if lifeline != "-":
         hold_lifeline(lifeline)

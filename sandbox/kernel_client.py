@@ -15,7 +15,7 @@ import ast
 import hmac
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -27,8 +27,8 @@ from sandbox.base import SandboxError
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 # ZMQ buffers at most this many messages per socket when the controller is not reading.
 _RCVHWM = 16
-# After the reply, how long the kernel's final "idle" may lag before output counts as lost.
-_IDLE_GRACE_S = 1.0
+# How long the reply and the final "idle" may lag one another before the other counts as lost.
+_LOST_GRACE_S = 1.0
 # After a kernel's death, how long its last messages may take to arrive.
 _DRAIN_S = 0.05
 
@@ -68,18 +68,26 @@ class Execution:
     stdout: _CappedText
     stderr: _CappedText
     reply: dict[str, Any] | None = None
-    idle: bool = False
     replied_at: float = 0.0
+    idle: bool = False
+    idle_at: float = 0.0
+    error: dict[str, Any] | None = None
+    reply_lost: bool = False
     output_lost: bool = False
-    extra: list[str] = field(default_factory=list)
 
     @property
     def done(self) -> bool:
-        return self.reply is not None and (self.idle or self.output_lost)
+        return (self.reply is not None or self.reply_lost) and (self.idle or self.output_lost)
+
+    def outcome(self) -> dict[str, Any]:
+        """The reply, or what stands in for a lost one: the error the kernel published."""
+        if self.reply is not None:
+            return self.reply
+        return {"status": "error", **self.error} if self.error else {"status": "ok"}
 
 
 class KernelClient:
-    """Shell, iopub and control channels to one kernel.
+    """Shell and iopub channels to one kernel.
 
     Args:
         connection: the kernel's connection info (as in its connection file).
@@ -109,17 +117,23 @@ class KernelClient:
         sock.connect(f"ipc://{self.connection['ip']}-{self.connection[port]}")
         return sock
 
-    def reconnect_iopub(self, timeout: float) -> None:
-        """Replace the iopub socket: ZMQ drops a connection that brought an over-sized
-        message, and does not make a new one.
+    def reconnect(self, shell: bool, iopub: bool, timeout: float) -> None:
+        """Replace sockets whose connection broke: ZMQ drops a connection that brought an
+        over-sized message, and does not make a new one.
 
         Raises:
             KernelGone, TimeoutError: as `wait_ready`.
         """
-        self.poller.unregister(self.iopub)
-        self.iopub.close(linger=0)
-        self.iopub = self._socket(zmq.SUB, "iopub_port")
-        self.poller.register(self.iopub, zmq.POLLIN)
+        for name, port, kind, wanted in (
+            ("shell", "shell_port", zmq.DEALER, shell),
+            ("iopub", "iopub_port", zmq.SUB, iopub),
+        ):
+            if wanted:
+                old = getattr(self, name)
+                self.poller.unregister(old)
+                old.close(linger=0)
+                setattr(self, name, self._socket(kind, port))
+                self.poller.register(getattr(self, name), zmq.POLLIN)
         self.wait_ready(timeout)
 
     def close(self) -> None:
@@ -194,18 +208,26 @@ class KernelClient:
     def wait(self, ex: Execution, deadline: float) -> bool:
         """Collect what `ex` produces until it is done (True) or `deadline` passes (False).
 
+        The kernel sends its reply (shell) and then "idle" (iopub). ZMQ drops a message over
+        the size limit and with it the connection, so when one of the two has come and the
+        other has not within `_LOST_GRACE_S`, it is taken as lost, and the request as done.
+
         Raises:
             KernelGone: the kernel died first.
         """
         request = {"header": {"msg_id": ex.msg_id}}
         while not ex.done:
             now = time.monotonic()
-            if ex.reply is None and now >= deadline:
-                return False
-            until = deadline if ex.reply is None else min(deadline, ex.replied_at + _IDLE_GRACE_S)
-            if ex.reply is not None and now >= until:
-                ex.output_lost = True  # an over-sized message cost the iopub its "idle"
-                break
+            half = ex.replied_at if ex.reply is not None else ex.idle_at if ex.idle else None
+            if half is None:
+                if now >= deadline:
+                    return False
+                until = deadline
+            else:
+                until = half + _LOST_GRACE_S  # the cell has ended; its deadline no longer counts
+                if now >= until:
+                    ex.reply_lost, ex.output_lost = ex.reply is None, not ex.idle
+                    break
             events = dict(self.poller.poll(max(1, int((until - now) * 1000) + 1)))
             if self.shell in events:
                 msg = self._recv(self.shell, request)
@@ -231,8 +253,8 @@ class KernelClient:
 def _collect(ex: Execution, msg: dict[str, Any]) -> None:
     """Fold one iopub message into `ex`."""
     kind, content = msg["msg_type"], msg["content"]
-    if kind == "status":
-        ex.idle = ex.idle or content.get("execution_state") == "idle"
+    if kind == "status" and content.get("execution_state") == "idle" and not ex.idle:
+        ex.idle, ex.idle_at = True, time.monotonic()
     elif kind == "stream":
         target = ex.stderr if content.get("name") == "stderr" else ex.stdout
         target.add(str(content.get("text", "")))
@@ -240,7 +262,9 @@ def _collect(ex: Execution, msg: dict[str, Any]) -> None:
         text = content.get("data", {}).get("text/plain")
         if isinstance(text, str):
             ex.stdout.add(text + "\n")
-    elif kind == "error" and content.get("ename") == "SystemExit":
+    if kind == "error":
+        ex.error = {"ename": content.get("ename"), "evalue": content.get("evalue")}
+    if kind == "error" and content.get("ename") == "SystemExit":
         value = str(content.get("evalue", ""))
         if value not in ("", "None") and not value.lstrip("-").isdigit():
             ex.stderr.add(value + "\n")  # as Python prints SystemExit("message")

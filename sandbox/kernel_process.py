@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.base import SandboxError
+from sandbox.kernel_client import KernelClient
 from sandbox.spec import SandboxSpec
 
 # The kernel binds these "ports": with the ipc transport they are suffixes of socket paths.
@@ -214,11 +215,13 @@ class KernelProcess(abc.ABC):
     Attributes:
         connection: the host's connection info (socket paths as the controller sees them).
         init_pid: host pid of the sandbox's init, the root of every process in it.
+        client: the controller's channels to the kernel.
         pid: host pid of the kernel.
         death_fd: a pidfd of the kernel; readable once the kernel has exited.
     """
 
     connection: dict[str, Any]
+    client: KernelClient
     init_pid: int
     pid: int
     death_fd: int
