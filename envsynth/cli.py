@@ -435,6 +435,16 @@ def images_prune(
         out.print(f"removed {tag}")
 
 
+@bench_app.command("sandbox")
+def bench_sandbox(
+    n: Annotated[int, typer.Option(help="commands timed per measure")] = 200,
+) -> None:
+    """Sandbox latencies (p50/p95) with their baselines: cold vs warm, shell vs docker exec."""
+    from envsynth.bench.sandbox import run_bench
+
+    out.print(run_bench(n=n))
+
+
 def main() -> None:
     try:
         app()
