@@ -33,7 +33,6 @@ import errno
 import fcntl
 import functools
 import os
-import re
 import secrets
 import select
 import selectors
@@ -48,13 +47,21 @@ from collections.abc import Callable
 from pathlib import Path
 
 from envsynth.errors import EnvsynthError
-from sandbox import namespaces
+from sandbox import local_reaper, namespaces
 from sandbox.base import BACKENDS, Sandbox, SandboxError
-from sandbox.cgroups import PREFIX, CgroupLimits, stale_groups
+from sandbox.cgroups import PREFIX, CgroupLimits
+from sandbox.local_reaper import MARKER, UID_BASE, UID_SPAN, leaked
 from sandbox.spec import ExecResult, SandboxSpec
 
-MARKER = "ENVSYNTH_LOCAL_SANDBOX"
-UID_BASE, UID_SPAN = 0x5E000000, 1 << 24
+__all__ = [
+    "OWN_PROCESSES",
+    "UID_BASE",
+    "LocalSandbox",
+    "PathEscapeError",
+    "leaked",
+    "unavailable_reason",
+]
+
 AGENT_SCRIPT = Path(namespaces.__file__)
 START_TIMEOUT_S = 15.0
 KILL_GRACE_S = 5.0
@@ -69,8 +76,6 @@ NOFILE = 1024
 # command's init and the next command's init.
 OWN_PROCESSES = 4
 RESERVED = frozenset("usr bin sbin lib lib32 lib64 libx32 etc dev proc sys tmp".split())
-
-_OPEN: weakref.WeakValueDictionary[str, LocalSandbox] = weakref.WeakValueDictionary()
 
 
 class PathEscapeError(EnvsynthError, PermissionError):
@@ -94,7 +99,7 @@ class LocalSandbox(Sandbox):
     def __init__(self, spec: SandboxSpec | None = None, *, cgroups: bool = True):
         self.spec = spec or SandboxSpec()
         _check_workdir(self.spec.workdir)
-        _reap_orphans()
+        local_reaper.reap()
         self.id = f"{os.getpid()}-{secrets.token_hex(6)}"
         self._lock, self._close_lock = threading.Lock(), threading.Lock()
         self._closed, self._runs = False, 0
@@ -106,7 +111,7 @@ class LocalSandbox(Sandbox):
         self._agent_fd: int | None = None
         self.agent_pid: int | None = None  # host pids, for tests and diagnostics
         self.holder_pid: int | None = None
-        _OPEN[self.id] = self  # before any process exists, so no reaper takes it for a leak
+        local_reaper.register(self.id, self)  # before its processes exist: not a leak
         self._sock, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             if cgroups and self._privileged:
@@ -128,7 +133,6 @@ class LocalSandbox(Sandbox):
     # ------------------------------------------------------------------ start-up
 
     def _spawn(self, child: socket.socket) -> subprocess.Popen[bytes]:
-        marker = f"{os.getpid()}:{_start_time(os.getpid())}:{self.id}"
         try:
             return subprocess.Popen(  # a fresh interpreter: forking this one would copy it all
                 [
@@ -144,7 +148,7 @@ class LocalSandbox(Sandbox):
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
-                env={MARKER: marker, "LANG": "C.UTF-8"},
+                env={MARKER: local_reaper.marker(self.id), "LANG": "C.UTF-8"},
                 start_new_session=True,  # a terminal's ^C is the controller's to handle
             )
         finally:
@@ -377,7 +381,7 @@ class LocalSandbox(Sandbox):
             os.close(self._agent_fd)
         if self._cgroup is not None:
             self._cgroup.remove()
-        _OPEN.pop(self.id, None)
+        local_reaper.unregister(self.id)
 
     def _check_open(self) -> None:
         if self._closed or self._holder is None or self._holder.poll() is not None:
@@ -532,102 +536,6 @@ def _privileged() -> bool:
         return False
     with open("/proc/self/uid_map") as f:
         return f.read().split() == ["0", "0", "4294967295"]
-
-
-def _start_time(pid: int) -> str:
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rsplit(")", 1)[1].split()[19]
-
-
-# ---------------------------------------------------------------------- leaks and reaping
-
-
-def _processes() -> dict[int, dict]:
-    """Every process: parent, uid, state, name and (when readable) our marker."""
-    procs: dict[int, dict] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/status") as f:
-                fields = dict(line.split(":", 1) for line in f if ":" in line)
-            with open(f"/proc/{entry}/environ", "rb") as f:
-                env = f.read().split(b"\0")
-        except OSError:
-            continue  # exited meanwhile, or not ours to read
-        prefix = MARKER.encode() + b"="
-        marker = next((v[len(prefix) :].decode() for v in env if v.startswith(prefix)), None)
-        procs[int(entry)] = {
-            "ppid": int(fields["PPid"]),
-            "uid": int(fields["Uid"].split()[1]),
-            "state": fields["State"].split()[0],
-            "name": fields["Name"].strip(),
-            "marker": marker,
-        }
-    return procs
-
-
-def _marker_live(marker: str) -> bool:
-    """Whether a marker's sandbox may still be alive: its controller runs and keeps it open."""
-    ctl, start, sandbox_id = marker.split(":", 2)
-    if int(ctl) == os.getpid():
-        return start == _start_time(os.getpid()) and sandbox_id in _OPEN
-    try:
-        return _start_time(int(ctl)) == start
-    except OSError:
-        return False
-
-
-def _ours_unwanted() -> dict[int, dict]:
-    """Processes of local sandboxes that are closed or whose controller died."""
-    procs = _processes()
-    live_uids: set[int] = set()
-    dead: set[int] = set()
-    for pid, p in procs.items():
-        if p["marker"] is not None:
-            (live_uids.add(p["uid"]) if _marker_live(p["marker"]) else dead.add(pid))
-
-    def under_dead(pid: int) -> bool:
-        seen = 0
-        while pid > 1 and seen < 64:
-            if pid in dead:
-                return True
-            pid, seen = procs[pid]["ppid"] if pid in procs else 0, seen + 1
-        return False
-
-    return {
-        pid: p
-        for pid, p in procs.items()
-        if p["state"] != "Z"
-        and (
-            under_dead(pid)
-            or (UID_BASE <= p["uid"] < UID_BASE + UID_SPAN and p["uid"] not in live_uids)
-        )
-    }
-
-
-def leaked() -> list[str]:
-    """Processes (and cgroups) of local sandboxes still alive though closed or orphaned."""
-    found = [
-        f"process {pid} ({p['name']}, uid {p['uid']}, parent {p['ppid']}, marker {p['marker']})"
-        for pid, p in sorted(_ours_unwanted().items())
-    ]
-    return found + [f"cgroup {path}" for path in stale_groups() if _is_ours(path)]
-
-
-def _is_ours(group: str) -> bool:
-    """A LocalSandbox's group: 'PREFIX<pid>-<id>'; other users of `sandbox.cgroups` tag theirs."""
-    return re.fullmatch(r"\d+-[0-9a-f]+", os.path.basename(group)[len(PREFIX) :]) is not None
-
-
-def _reap_orphans() -> None:
-    """Kill what crashed controllers left behind and drop their cgroups (a few ms)."""
-    for pid in _ours_unwanted():
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGKILL)
-    for path in stale_groups():
-        with contextlib.suppress(OSError):
-            os.rmdir(path)
 
 
 @functools.cache
