@@ -35,7 +35,6 @@ import functools
 import os
 import secrets
 import select
-import selectors
 import signal
 import socket
 import subprocess
@@ -43,13 +42,13 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable
 from pathlib import Path
 
 from envsynth.errors import EnvsynthError
 from sandbox import local_reaper, namespaces
 from sandbox.base import BACKENDS, Sandbox, SandboxError
 from sandbox.cgroups import PREFIX, CgroupLimits
+from sandbox.local_exchange import KILL_GRACE_S, PIDS_NOTE, Exchange
 from sandbox.local_reaper import MARKER, UID_BASE, UID_SPAN, leaked
 from sandbox.spec import ExecResult, SandboxSpec
 
@@ -64,13 +63,6 @@ __all__ = [
 
 AGENT_SCRIPT = Path(namespaces.__file__)
 START_TIMEOUT_S = 15.0
-KILL_GRACE_S = 5.0
-DRAIN_GRACE_S = 2.0
-PIDS_POLL_S = 0.05
-PIDS_NOTE = (
-    "envsynth: the command reached the sandbox's process limit; it and every process it "
-    "started were killed\n"
-)
 NOFILE = 1024
 # Our own processes inside the limits, on top of `spec.pids`: holder, agent, the running
 # command's init and the next command's init.
@@ -259,7 +251,7 @@ class LocalSandbox(Sandbox):
         for r, _ in pipes:
             with contextlib.suppress(OSError):
                 fcntl.fcntl(r, fcntl.F_SETPIPE_SZ, 1 << 20)  # fewer wakeups under a flood
-        exchange = _Exchange(
+        exchange = Exchange(
             self._sock,
             rid,
             [r for r, _ in pipes],
@@ -386,110 +378,6 @@ class LocalSandbox(Sandbox):
     def _check_open(self) -> None:
         if self._closed or self._holder is None or self._holder.poll() is not None:
             raise SandboxError("this local sandbox is closed or died; make a new one")
-
-
-class _Exchange:
-    """One command seen from the controller: its two streams, its deadline, its report.
-
-    The command is killed at the deadline, or — like the OOM killer for memory — as soon as
-    the pids limit refuses it a fork: a fork bomb would otherwise hold the sandbox's whole
-    process table until the deadline (with cgroups only; rlimits keep no such count).
-    """
-
-    def __init__(
-        self,
-        sock: socket.socket,
-        rid: int,
-        fds: list[int],
-        cap: int,
-        timeout: float,
-        fork_refusals: Callable[[], int] | None,
-    ):
-        self.sock, self.rid, self.fds = sock, rid, fds
-        self.outputs = [_Capture(cap), _Capture(cap)]
-        self.fork_refusals = fork_refusals
-        self.refused_before = fork_refusals() if fork_refusals else 0
-        self.start = time.monotonic()
-        self.deadline = self.start + timeout
-        self.kill_reason: str | None = None
-        self.kill_deadline = self.drain_deadline = float("inf")
-        self.report: dict | None = None
-
-    def wait(self) -> dict:
-        """Pump output until the agent reports the command's end and both streams close."""
-        open_fds = set(self.fds)
-        with selectors.DefaultSelector() as sel:
-            for i, fd in enumerate(self.fds):
-                sel.register(fd, selectors.EVENT_READ, i)
-            sel.register(self.sock, selectors.EVENT_READ, "agent")
-            while self.report is None or open_fds:
-                now = time.monotonic()
-                self._enforce(now)
-                if now >= self.drain_deadline:
-                    break  # everything is dead; only a descriptor passed elsewhere stays open
-                for key, _ in sel.select(max(0.0, self._wake(now) - now)):
-                    if key.data == "agent":
-                        if self._receive():
-                            sel.unregister(self.sock)
-                        continue
-                    chunk = os.read(key.fd, 1 << 20)
-                    if chunk:
-                        self.outputs[key.data].feed(chunk)
-                    else:
-                        sel.unregister(key.fd)
-                        open_fds.discard(key.fd)
-        return self.report  # type: ignore[return-value]  # the loop ends only with a report
-
-    def _enforce(self, now: float) -> None:
-        if self.report is not None:
-            return
-        if self.kill_reason is not None:
-            if now >= self.kill_deadline:
-                raise SandboxError("the local sandbox did not stop a command; it was closed")
-        elif now >= self.deadline:
-            self._kill("timeout", now)
-        elif self.fork_refusals and self.fork_refusals() > self.refused_before:
-            self._kill("pids", now)
-
-    def _kill(self, reason: str, now: float) -> None:
-        namespaces.send_msg(self.sock, {"op": "kill", "run": self.rid})
-        self.kill_reason, self.kill_deadline = reason, now + KILL_GRACE_S
-
-    def _wake(self, now: float) -> float:
-        if self.report is not None:
-            return self.drain_deadline
-        if self.kill_reason is not None:
-            return self.kill_deadline
-        return min(self.deadline, now + PIDS_POLL_S) if self.fork_refusals else self.deadline
-
-    def _receive(self) -> bool:
-        """Take one agent message; True once it is this command's report."""
-        msg = namespaces.recv_msg(self.sock)
-        if msg is None:
-            raise SandboxError("the local sandbox died during a command")
-        if msg[0].get("op") == "error":
-            raise SandboxError(f"the local sandbox failed: {msg[0].get('message')}")
-        if msg[0].get("op") == "exit" and msg[0].get("run") == self.rid:
-            self.report = msg[0]
-            self.drain_deadline = time.monotonic() + DRAIN_GRACE_S
-        return self.report is not None
-
-
-class _Capture:
-    """One output stream, kept up to a cap; the rest is read and dropped."""
-
-    def __init__(self, cap: int):
-        self.cap, self.data, self.truncated = cap, bytearray(), False
-
-    def feed(self, chunk: bytes) -> None:
-        room = self.cap - len(self.data)
-        if room > 0:
-            self.data += chunk[:room]
-        if len(chunk) > room:
-            self.truncated = True
-
-    def text(self) -> str:
-        return self.data.decode("utf-8", "surrogateescape")
 
 
 def _kill(
