@@ -11,7 +11,6 @@ namespace, as root or as the user who started them.
 from __future__ import annotations
 
 import abc
-import contextlib
 import functools
 import json
 import os
@@ -27,6 +26,7 @@ from typing import Any
 
 from sandbox.base import SandboxError
 from sandbox.kernel_client import KernelClient
+from sandbox.kernel_proctree import ProcessTree, Sweep, children, is_zombie
 from sandbox.spec import SandboxSpec
 
 # The kernel binds these "ports": with the ipc transport they are suffixes of socket paths.
@@ -115,92 +115,6 @@ def max_message_bytes(spec: SandboxSpec) -> int:
     return max(6 * spec.output_bytes, 2 * FILE_CHUNK) + (1 << 20)
 
 
-def read_proc(path: str) -> str:
-    """A small /proc or /sys file, read without `open`'s layers (this is on every cell's path)."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        return os.read(fd, 1 << 16).decode()
-    finally:
-        os.close(fd)
-
-
-def children(pid: int) -> list[int]:
-    """The child processes of `pid` (of all its threads); [] once it is gone."""
-    found: list[int] = []
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return found
-    for task in tasks:
-        try:
-            listed = read_proc(f"/proc/{pid}/task/{task}/children")
-        except OSError:
-            continue
-        found.extend(int(c) for c in listed.split())
-    return found
-
-
-def is_zombie(pid: int) -> bool:
-    try:
-        stat = read_proc(f"/proc/{pid}/stat")
-    except OSError:
-        return True
-    return stat[stat.rindex(")") + 2] in "ZX"
-
-
-def threads(pid: int) -> int:
-    """How many threads process `pid` has (raises OSError once it is gone)."""
-    stat = read_proc(f"/proc/{pid}/stat")
-    return int(stat[stat.rindex(")") + 2 :].split()[17])
-
-
-def pids_current_file(pid: int) -> str | None:
-    """The `pids.current` of the pids cgroup process `pid` is in, if it can be found."""
-    try:
-        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        _, controllers, path = line.split(":", 2)
-        if "pids" in controllers.split(","):
-            candidate = f"/sys/fs/cgroup/pids{path}/pids.current"  # cgroup v1
-        elif controllers == "":
-            candidate = f"/sys/fs/cgroup{path}/pids.current"  # cgroup v2
-        else:
-            continue
-        if os.path.exists(candidate):
-            return candidate
-    return None
-
-
-def inner_pid(pid: int) -> int:
-    """Host pid `pid` as the sandbox's own pid namespace numbers it."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return pid
-    for line in status.splitlines():
-        if line.startswith("NSpid:"):
-            return int(line.split()[-1])
-    return pid
-
-
-@dataclass(frozen=True)
-class Sweep:
-    """What killing a cell's leftover processes did.
-
-    Attributes:
-        clean: no process but init and the kernel is left running.
-        killed: how many processes were killed.
-        kernel_children: the killed children of the kernel, as the kernel numbers them:
-            zombies until the kernel reaps them, which only the kernel can do.
-    """
-
-    clean: bool
-    killed: int
-    kernel_children: list[int]
-
-
 @dataclass(frozen=True)
 class Death:
     """How a kernel ended, as far as the controller can tell."""
@@ -218,6 +132,7 @@ class KernelProcess(abc.ABC):
         client: the controller's channels to the kernel.
         pid: host pid of the kernel.
         death_fd: a pidfd of the kernel; readable once the kernel has exited.
+        tree: the sandbox's processes.
     """
 
     connection: dict[str, Any]
@@ -225,6 +140,7 @@ class KernelProcess(abc.ABC):
     init_pid: int
     pid: int
     death_fd: int
+    tree: ProcessTree
 
     def _watch(self, init_pid: int, timeout: float, also_counted: tuple[int, ...] = ()) -> None:
         """Find the kernel under `init_pid` and open its pidfd.
@@ -245,8 +161,7 @@ class KernelProcess(abc.ABC):
             time.sleep(0.005)
         self.init_pid, self.pid = init_pid, kids[0]
         self.death_fd = os.pidfd_open(self.pid)
-        self._ours = (*also_counted, init_pid, self.pid)
-        self._pids_current = pids_current_file(init_pid)
+        self.tree = ProcessTree(init_pid, self.pid, also_counted)
 
     def is_alive(self) -> bool:
         return not select.select([self.death_fd], [], [], 0)[0]
@@ -258,41 +173,9 @@ class KernelProcess(abc.ABC):
         except ProcessLookupError:
             pass
 
-    def kill_strays(self, timeout: float = 2.0) -> Sweep:
-        """Kill every process in the sandbox but init and the kernel, within `timeout` s."""
-        if self._nothing_else_runs():
-            return Sweep(True, 0, [])
-        killed: set[int] = set()
-        orphans: set[int] = set()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            direct = [p for p in children(self.pid) if not is_zombie(p)]
-            todo = direct + [p for p in children(self.init_pid) if p != self.pid]
-            found = list(todo)
-            while todo:  # the whole tree first, then kill: reparenting cannot hide anyone
-                todo = [c for p in todo for c in children(p)]
-                found.extend(todo)
-            live = [p for p in found if not is_zombie(p)]
-            if not live:
-                return Sweep(True, len(killed), sorted(orphans))
-            orphans.update(inner_pid(p) for p in direct)
-            for p in live:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(p, signal.SIGKILL)
-                killed.add(p)
-            time.sleep(0.005)  # SIGKILL is delivered, but dying takes a moment
-        return Sweep(False, len(killed), sorted(orphans))
-
-    def _nothing_else_runs(self) -> bool:
-        """Whether the sandbox's pids cgroup counts only our own tasks: two reads instead
-        of walking every thread's children (False when it cannot tell)."""
-        if getattr(self, "_pids_current", None) is None:
-            return False
-        try:
-            tasks = int(read_proc(self._pids_current))
-            return tasks == sum(threads(p) for p in self._ours)
-        except (OSError, ValueError):
-            return False
+    def kill_strays(self) -> Sweep:
+        """Kill every process in the sandbox but its init and the kernel (see `ProcessTree`)."""
+        return self.tree.sweep()
 
     @abc.abstractmethod
     def death(self) -> Death:
