@@ -213,6 +213,9 @@ def test_cgroup_holds_the_sandbox(sb: LocalSandbox) -> None:
         assert Path(sb._cgroup.dirs["pids"], "pids.max").read_text().strip() == str(
             SPEC.pids + OWN_PROCESSES
         )
+    if "cpu" in sb._cgroup.dirs:
+        quota = Path(sb._cgroup.dirs["cpu"], "cpu.cfs_quota_us").read_text()
+        assert int(quota) == int(SPEC.cpus * 100_000)
 
 
 # ---------------------------------------------------------------------- commands
