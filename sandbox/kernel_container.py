@@ -16,7 +16,12 @@ import shutil
 import socket
 from typing import Any
 
+from docker.types import LogConfig, Ulimit
+
+from sandbox import reaper
 from sandbox.base import SandboxError
+from sandbox.docker_sandbox import docker_client as new_docker_client
+from sandbox.kernel_client import KernelClient
 from sandbox.kernel_process import (
     Death,
     KernelProcess,
@@ -38,15 +43,11 @@ LIFETIME_S = 24 * 3600.0
 @functools.cache
 def docker_client() -> Any:
     """The docker SDK client this process shares among its kernels."""
-    from sandbox.docker_sandbox import docker_client as new_client
-
-    return new_client()
+    return new_docker_client()
 
 
 def leaked_containers() -> list[str]:
     """This process's kernel containers that still exist."""
-    from sandbox import reaper
-
     if docker_unavailable_reason() is not None:
         return []
     return [
@@ -81,8 +82,6 @@ class ContainerKernel(KernelProcess):
         python: str = DEFAULT_PYTHON,
         ready_timeout: float = 60.0,
     ):
-        from sandbox.kernel_client import KernelClient
-
         self.spec = spec
         self.container: Any = None
         self.lifeline: socket.socket | None = None
@@ -105,16 +104,12 @@ class ContainerKernel(KernelProcess):
             raise
 
     def _run_container(self, image: str, python: str) -> None:
-        from docker.types import LogConfig, Ulimit
-
         uid = NOBODY if os.geteuid() == 0 else os.geteuid()
         gid = NOBODY if os.geteuid() == 0 else os.getegid()
         os.chmod(self.dir, 0o700)
         if os.geteuid() == 0:
             os.chown(self.dir, uid, gid)
             os.chown(self.dir / "conn.json", uid, gid)
-        from sandbox import reaper
-
         spec, size = self.spec, f"size={self.spec.disk_mb}m,exec"
         # With a working dir, docker's copy of the image's dir decides the mode: own it instead.
         tmpfs = {spec.workdir: f"{size},uid={uid},gid={gid}", "/tmp": f"{size},mode=1777"}

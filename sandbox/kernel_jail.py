@@ -29,6 +29,7 @@ from pathlib import Path
 from sandbox import namespaces
 from sandbox.base import SandboxError
 from sandbox.cgroups import PREFIX, CgroupLimits, stale_groups
+from sandbox.kernel_client import KernelClient
 from sandbox.kernel_process import (
     Death,
     KernelProcess,
@@ -78,8 +79,6 @@ class JailKernel(KernelProcess):
     def __init__(
         self, spec: SandboxSpec, python: str | None = None, ready_timeout: float = START_TIMEOUT_S
     ):
-        from sandbox.kernel_client import KernelClient
-
         self.spec = spec
         self.python = python or sys.executable
         self.client: KernelClient | None = None
