@@ -321,7 +321,8 @@ def _run_init(cfg: dict, sock: socket.socket) -> None:
     """Pid 1 of a command's namespace: await the command, run `sh -c CMD`, report, exit.
 
     It is forked and confined before its command arrives, so a command does not wait for
-    a fork of the agent. Its exit makes the kernel kill whatever the command left behind.
+    a fork of the agent. It reports only once it is alone in its namespace; should it be
+    killed instead, the kernel kills whatever the command left behind.
     """
     try:
         signal.signal(signal.SIGINT, signal.SIG_DFL)  # init ignores default-action signals
@@ -343,6 +344,13 @@ def _run_init(cfg: dict, sock: socket.socket) -> None:
             pid, status = os.waitpid(-1, 0)
             if pid == child:
                 break
+        # Empty the namespace ourselves (kill(-1) reaches all in it but us) and reap it, so
+        # that the status can go out before the namespace's own, slower, teardown.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(-1, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            while True:
+                os.waitpid(-1, 0)
         send_msg(sock, {"status": status})
     except BaseException:
         with contextlib.suppress(OSError):
@@ -421,6 +429,11 @@ class _Init:
         self.rid: int | None = None
         self.killed = False
 
+    def reap(self) -> None:
+        os.waitpid(self.pid, 0)
+        os.close(self.pidfd)
+        self.sock.close()
+
 
 class Agent:
     """Pid 1 of the sandbox: serves run / kill / open requests until the socket closes."""
@@ -431,15 +444,23 @@ class Agent:
         self.pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
         self.run: _Init | None = None
         self.spare: _Init | None = None  # the next command's init, forked while idle
+        self.exiting: dict[int, _Init] = {}  # inits that reported, alone, and now exit
 
     def serve(self) -> None:
         with contextlib.suppress(OSError):  # no spare now: one is forked when it is needed
             self.spare = self._fork_init()
         while True:
-            waiting = [self.sock.fileno()] + ([self.run.pidfd] if self.run else [])
+            run = self.run
+            waiting = [self.sock.fileno(), *self.exiting]
+            if run:
+                waiting += [run.sock.fileno(), run.pidfd]
             ready, _, _ = select.select(waiting, [], [])
-            if self.run and self.run.pidfd in ready:
-                self._finish()
+            if run and run.sock.fileno() in ready:
+                self._on_report(run)
+            if run and run.pidfd in ready and self.run is run:
+                self._on_death(run)
+            for pidfd in set(ready) & set(self.exiting):
+                self.exiting.pop(pidfd).reap()
             if self.sock.fileno() in ready:
                 msg = recv_msg(self.sock)
                 if msg is None:
@@ -497,20 +518,27 @@ class Agent:
             os.kill(self.run.pid, signal.SIGKILL)
             self.run.killed = True
 
-    def _finish(self) -> None:
-        run = self.run
-        if run is None:
-            return
+    def _on_report(self, run: _Init) -> None:
+        """The command's init says how it ended, alone in its namespace: tell the controller."""
+        msg = recv_msg(run.sock)
+        if msg is None:
+            return  # it died without a word: its pidfd tells when all is gone
         self.run = None
-        os.waitpid(run.pid, 0)
-        os.close(run.pidfd)
+        self.exiting[run.pidfd] = run
+        self._report(run, msg[0])
+
+    def _on_death(self, run: _Init) -> None:
+        """The command's init died before reporting (killed): its namespace is gone with it."""
+        self.run = None
         run.sock.setblocking(False)
         try:
             msg = recv_msg(run.sock)
         except BlockingIOError:
-            msg = None  # killed before it could report
-        run.sock.close()
-        report = msg[0] if msg else {}
+            msg = None
+        run.reap()
+        self._report(run, msg[0] if msg else {})
+
+    def _report(self, run: _Init, report: dict) -> None:
         send_msg(
             self.sock,
             {
@@ -524,8 +552,8 @@ class Agent:
         )
 
     def _leftover(self) -> list[int]:
-        """Pids still alive in the sandbox besides us: none, once a command's init is reaped."""
-        ours = {"1", str(self.spare.pid) if self.spare else ""}
+        """Pids in the sandbox besides us and our inits: none, once a command has ended."""
+        ours = {"1", *(str(i.pid) for i in (self.spare, *self.exiting.values()) if i)}
         left = [int(p) for p in os.listdir("/proc") if p.isdigit() and p not in ours]
         for pid in left:
             try:
