@@ -6,6 +6,7 @@ Every test runs real namespaces on this machine; the oracle is the host's own vi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -229,6 +230,16 @@ def test_timeout_kills_the_whole_tree(sb: LocalSandbox) -> None:
     assert [Path(f"/proc/{pid}/comm").read_text() for pid in others] == ["sandbox-init\n"]
 
 
+def test_what_a_finished_command_left_running_is_gone_when_run_returns(sb: LocalSandbox) -> None:
+    result = sb.run("setsid sleep 300 & (nohup sleep 301 &) ; echo started")
+    assert result.exit_code == 0 and result.stdout == "started\n" and result.duration_s < 5
+    names = []
+    for pid in _descendants(sb.agent_pid or -1):
+        with contextlib.suppress(FileNotFoundError):
+            names.append(Path(f"/proc/{pid}/comm").read_text().strip())
+    assert "sleep" not in names and "sh" not in names, names
+
+
 def test_output_is_capped_per_stream(make: type[LocalSandbox]) -> None:
     with make(SandboxSpec(output_bytes=1024)) as box:
         result = box.run("head -c 5000 /dev/zero | tr '\\0' a; echo err >&2")
@@ -363,6 +374,7 @@ def test_sandbox_dies_with_its_controller(make: type[LocalSandbox]) -> None:
 
 
 UNPRIVILEGED = """
+import contextlib
 import json
 from sandbox.local import LocalSandbox, leaked, unavailable_reason
 from sandbox.spec import SandboxSpec
