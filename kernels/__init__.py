@@ -1,10 +1,11 @@
 """Triton kernels of DeepSeek Sparse Attention, each beside its plain-PyTorch reference.
 
-- `indexer_logits`: lightning-indexer logits I(t,s) = Σ_j w(t,j)·ReLU(q(t,j)·k(s)), causal.
-- `causal_topk`: the top-k visible keys of each row of a logits chunk.
-- `indexer_topk`: both, streaming over chunks of query rows (the selection DSA uses).
-- `sparse_attention`: MLA attention in MQA mode over the selected latent entries,
-  forward and backward.
+- `indexer_logits` (module `indexer`): lightning-indexer logits
+  I(t,s) = Σ_j w(t,j)·ReLU(q(t,j)·k(s)), causal, for a chunk of query rows.
+- `causal_topk` (module `topk`): the top-k visible keys of each row of a logits chunk.
+- `indexer_topk` (module `selection`): both, streaming over chunks of query rows.
+- `sparse_attention` (module `sparse_mla`): MLA attention in MQA mode over the selected
+  latent entries, forward and backward.
 
 The wrappers check their inputs and raise `KernelInputError`. Compiled kernels need CUDA
 tensors; on the CPU they run through Triton's interpreter when TRITON_INTERPRET=1 is set
@@ -13,9 +14,9 @@ before this package is imported (Triton reads it when a kernel is defined).
 
 from kernels.compare import Closeness, assert_close, compare
 from kernels.errors import KernelInputError
-from kernels.indexer_logits import indexer_logits, indexer_logits_reference
-from kernels.indexer_topk import indexer_topk, indexer_topk_reference
-from kernels.sparse_attention import (
+from kernels.indexer import indexer_logits, indexer_logits_reference
+from kernels.selection import indexer_topk, indexer_topk_reference
+from kernels.sparse_mla import (
     sparse_attention,
     sparse_attention_backward,
     sparse_attention_forward,

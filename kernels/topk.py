@@ -22,6 +22,7 @@ from kernels.checks import check_runnable, check_tensor
 from kernels.errors import KernelInputError
 
 NAME = "causal_topk"
+LAUNCH_CONFIG = {"BLOCK_N": 1024, "num_warps": 8}
 
 
 @triton.jit
@@ -38,9 +39,9 @@ def _causal_topk_kernel(
     BLOCK_N: tl.constexpr,
 ):
     t = tl.program_id(0)
-    b = tl.program_id(1)
-    row = x_ptr + b * stride_xb + t * stride_xt
-    out = out_ptr + b * stride_ob + t * stride_ot
+    b = tl.program_id(1).to(tl.int64)
+    row = x_ptr + b * stride_xb + t.to(tl.int64) * stride_xt
+    out = out_ptr + b * stride_ob + t.to(tl.int64) * stride_ot
     n = tl.minimum(n_cols, start_pos + t + 1)
     cols = tl.arange(0, BLOCK_N)
 
@@ -128,7 +129,7 @@ def launch_causal_topk(logits: torch.Tensor, start_pos: int, out: torch.Tensor) 
         n_cols, start_pos, out.shape[2],
         logits.stride(0), logits.stride(1),
         out.stride(0), out.stride(1),
-        BLOCK_N=1024, num_warps=8,
+        **LAUNCH_CONFIG,
     )  # fmt: skip
 
 

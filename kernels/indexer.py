@@ -2,12 +2,14 @@
 
 The kernel computes one (rows × keys) tile per program, looping over the indexer heads,
 so the per-head scores never leave registers. Callers bound memory by calling it on a chunk
-of query rows at a time (see `kernels.indexer_topk`); the full T×T matrix never exists.
+of query rows at a time (see `kernels.selection`); the full T×T matrix never exists.
 Keys after a query's own position are -inf (causal), and tiles wholly above the diagonal
 skip the products.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 import triton
@@ -46,7 +48,7 @@ def _indexer_logits_kernel(
 ):
     pid_n = tl.program_id(0)
     pid_m = tl.program_id(1)
-    b = tl.program_id(2)
+    b = tl.program_id(2).to(tl.int64)  # int64 offsets: batch strides pass 2^31 at long context
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)
@@ -62,7 +64,7 @@ def _indexer_logits_kernel(
             other=0.0,
         )
         kt = tl.trans(k)
-        q_rows = q_ptr + b * stride_qb + offs_m[:, None] * stride_qt + offs_d[None, :]
+        q_rows = q_ptr + b * stride_qb + offs_m[:, None].to(tl.int64) * stride_qt + offs_d[None, :]
         w_rows = w_ptr + b * stride_wb + offs_m * stride_wt
         for h in range(n_heads):
             q = tl.load(q_rows + h * stride_qh, mask=mask_m[:, None] & mask_d[None, :], other=0.0)
@@ -73,7 +75,7 @@ def _indexer_logits_kernel(
     visible = offs_n[None, :] <= (start_pos + offs_m)[:, None]
     out = tl.where(visible, acc, float("-inf"))
     tl.store(
-        out_ptr + b * stride_ob + offs_m[:, None] * stride_ot + offs_n[None, :],
+        out_ptr + b * stride_ob + offs_m[:, None].to(tl.int64) * stride_ot + offs_n[None, :],
         out,
         mask=mask_m[:, None] & (offs_n < n_cols)[None, :],
     )
@@ -125,6 +127,20 @@ def check_indexer_inputs(
     return q, weights, k
 
 
+def launch_config(head_dim: int, dtype: torch.dtype) -> dict[str, Any]:
+    """Tile sizes, warps and dot precision the wrapper launches with."""
+    block_d = max(16, triton.next_power_of_2(head_dim))
+    # 64×128 tiles with 8 warps keep D = 128 free of spills on sm_90 (ptxas resource usage).
+    block_m, block_n = (64, 128) if block_d <= 128 else (32, 64)
+    return {
+        "BLOCK_M": block_m,
+        "BLOCK_N": block_n,
+        "BLOCK_D": block_d,
+        "PRECISION": "ieee" if dtype == torch.float32 else "tf32",
+        "num_warps": 8,
+    }
+
+
 def launch_indexer_logits(
     q: torch.Tensor, weights: torch.Tensor, k: torch.Tensor, start_pos: int, out: torch.Tensor
 ) -> None:
@@ -139,10 +155,8 @@ def launch_indexer_logits(
     """
     b, n_rows, n_heads, head_dim = q.shape
     n_cols = out.shape[2]
-    block_d = max(16, triton.next_power_of_2(head_dim))
-    # 64×128 tiles with 8 warps keep D = 128 free of spills on sm_90 (ptxas resource usage).
-    block_m, block_n = (64, 128) if block_d <= 128 else (32, 64)
-    grid = (triton.cdiv(n_cols, block_n), triton.cdiv(n_rows, block_m), b)
+    cfg = launch_config(head_dim, q.dtype)
+    grid = (triton.cdiv(n_cols, cfg["BLOCK_N"]), triton.cdiv(n_rows, cfg["BLOCK_M"]), b)
     _indexer_logits_kernel[grid](
         q, weights, k, out,
         n_rows, n_cols, n_heads, head_dim, start_pos,
@@ -150,9 +164,7 @@ def launch_indexer_logits(
         weights.stride(0), weights.stride(1),
         k.stride(0), k.stride(1),
         out.stride(0), out.stride(1),
-        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d,
-        PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
-        num_warps=8,
+        **cfg,
     )  # fmt: skip
 
 

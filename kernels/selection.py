@@ -11,7 +11,7 @@ import torch
 
 from kernels.checks import check_runnable
 from kernels.errors import KernelInputError
-from kernels.indexer_logits import (
+from kernels.indexer import (
     _indexer_logits_kernel,
     check_indexer_inputs,
     indexer_logits_reference,

@@ -63,9 +63,10 @@ def _sparse_attention_fwd_kernel(
     PRECISION: tl.constexpr,
 ):
     n_head_blocks = tl.cdiv(n_heads, BLOCK_H)
-    t = tl.program_id(0) // n_head_blocks
+    # int64 offsets: at 128K tokens × 64 heads × 576, t · stride_qt passes 2^31.
+    t = (tl.program_id(0) // n_head_blocks).to(tl.int64)
     offs_h = (tl.program_id(0) % n_head_blocks) * BLOCK_H + tl.arange(0, BLOCK_H)
-    b = tl.program_id(1)
+    b = tl.program_id(1).to(tl.int64)
     offs_v = tl.arange(0, BLOCK_V)
     offs_r = tl.arange(0, BLOCK_R)
     mask_h = offs_h < n_heads
@@ -150,9 +151,10 @@ def _sparse_attention_bwd_kernel(
 ):
     # dq shares q's layout, dkv kv's, and delta lse's.
     n_head_blocks = tl.cdiv(n_heads, BLOCK_H)
-    t = tl.program_id(0) // n_head_blocks
+    # int64 offsets: at 128K tokens × 64 heads × 576, t · stride_qt passes 2^31.
+    t = (tl.program_id(0) // n_head_blocks).to(tl.int64)
     offs_h = (tl.program_id(0) % n_head_blocks) * BLOCK_H + tl.arange(0, BLOCK_H)
-    b = tl.program_id(1)
+    b = tl.program_id(1).to(tl.int64)
     offs_v = tl.arange(0, BLOCK_V)
     offs_r = tl.arange(0, BLOCK_R)
     mask_h = offs_h < n_heads
@@ -247,16 +249,19 @@ def check_inputs(
     return q, kv, indices
 
 
-def _config(
+def launch_config(
     n_heads: int, d_v: int, d_rope: int, dtype: torch.dtype, backward: bool
 ) -> dict[str, Any]:
-    # Chosen so that neither kernel spills at d_v = 512 on sm_90 (ptxas resource usage).
+    """Block sizes, warps and dot precision the wrappers launch with."""
+    # From ptxas resource usage on sm_90: at d_v = 512 in bf16 the forward does not spill
+    # with 32 heads × 32 keys, the backward spills 136 B with 16 × 16; float32 takes 16 × 16.
     block_v = max(16, triton.next_power_of_2(d_v))
     wide = block_v > 128
-    block_h = (16 if backward else 32) if wide else 64
+    small = wide and (backward or dtype == torch.float32)
+    block_h = (16 if small else 32) if wide else 64
     return {
         "BLOCK_H": min(block_h, max(16, triton.next_power_of_2(n_heads))),
-        "BLOCK_K": 16 if wide and backward else 32,
+        "BLOCK_K": 16 if small else 32,
         "BLOCK_V": block_v,
         "BLOCK_R": max(16, triton.next_power_of_2(max(d_rope, 1))),
         "PRECISION": "ieee" if dtype == torch.float32 else "tf32",
@@ -291,7 +296,7 @@ def sparse_attention_forward(
     b, t, h, d = q.shape
     o = torch.empty(b, t, h, d_v, dtype=q.dtype, device=q.device)
     lse = torch.empty(b, t, h, dtype=torch.float32, device=q.device)
-    cfg = _config(h, d_v, d - d_v, q.dtype, backward=False)
+    cfg = launch_config(h, d_v, d - d_v, q.dtype, backward=False)
     _sparse_attention_fwd_kernel[_grid(b, t, h, cfg)](
         q, kv, indices, o, lse,
         h, kv.shape[1], indices.shape[2], d_v, d - d_v, scale * LOG2E,
@@ -343,7 +348,7 @@ def sparse_attention_backward(
     delta = (do.float() * o.float()).sum(dim=-1).contiguous()
     dq = torch.empty_like(q)
     dkv = torch.zeros(kv.shape, dtype=torch.float32, device=kv.device)
-    cfg = _config(h, d_v, d - d_v, q.dtype, backward=True)
+    cfg = launch_config(h, d_v, d - d_v, q.dtype, backward=True)
     _sparse_attention_bwd_kernel[_grid(b, t, h, cfg)](
         q, kv, indices, do, lse, delta, dq, dkv,
         h, kv.shape[1], indices.shape[2], d_v, d - d_v, scale,
