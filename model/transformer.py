@@ -35,6 +35,9 @@ class TransformerOutput:
 class Transformer(nn.Module):
     """DeepSeek-V3.2-style decoder: MLA with the lightning indexer, dense or MoE FFNs."""
 
+    rope_cos: torch.Tensor
+    rope_sin: torch.Tensor
+
     def __init__(self, args: ModelArgs):
         super().__init__()
         self.args = args

@@ -5,7 +5,8 @@ DeepSeek-like: 64 query heads, latent 512 + RoPE 64, top-k 2048), it times the l
 indexer with its streaming top-k, the sparse MLA attention forward over the selected keys,
 and their sum, against `torch.nn.functional.scaled_dot_product_attention(is_causal=True)`
 over every earlier token with the MHA-mode shapes DSA replaces (q/k of nope + rope, v of
-v_head_dim per head), all in bfloat16, measured in the same run. TFLOP/s counts the
+v_head_dim per head; the faster of v as is and v padded to q's width, which lets flash
+attention run), all in bfloat16, measured in the same run. TFLOP/s counts the
 multiply-adds of the work done (causal pairs for dense and the indexer, selected pairs for
 sparse attention); GB/s counts each kernel's compulsory traffic (inputs read once, outputs
 written once, the logits chunk written once and read by the five top-k passes).
@@ -168,14 +169,21 @@ def _time_dense(d: Dims, length: int, device: str, dtype: Any, repeats: int, war
     rand = _random(device, dtype, length + 1)
     d_qk = d.d_nope + d.d_rope
     q, k = rand(1, d.heads, length, d_qk), rand(1, d.heads, length, d_qk)
-    v = rand(1, d.heads, length, d.v_head)
     scale = d_qk**-0.5
-    ms = _time(
-        lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale),
-        device, repeats, warmup,
-    )  # fmt: skip
+    # Flash attention wants one head width for q, k and v; with v padded to q's width it
+    # may beat the fallback that takes v as it is, so the faster of the two is the baseline.
+    best = float("inf")
+    for v_width in dict.fromkeys((d.v_head, d_qk)):
+        v = rand(1, d.heads, length, v_width)
+
+        def dense(v: Any = v) -> Any:
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
+
+        best = min(best, _time(dense, device, repeats, warmup))
+        del v
     pairs = length * (length + 1) / 2
-    return Timing(ms, 2 * d.heads * (d_qk + d.v_head) * pairs, q.nbytes + k.nbytes + 2 * v.nbytes)
+    io = q.nbytes + k.nbytes + 2 * q.nbytes * d.v_head / d_qk
+    return Timing(best, 2 * d.heads * (d_qk + d.v_head) * pairs, io)
 
 
 def _row_cells(t: Timing) -> tuple[str, str, str]:
