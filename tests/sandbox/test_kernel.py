@@ -176,8 +176,20 @@ def test_output_is_capped_without_wedging(shared: KernelSandbox) -> None:
     assert (small.stdout, small.truncated) == ("x" * 10 + "\n", False)
 
 
+AROUND_THE_CAP = (
+    "k = get_ipython().kernel\n"
+    "k.session.send(k.iopub_socket, 'stream', {'name': 'stdout', 'text': 'x' * 10_000_000},\n"
+    "               parent=get_ipython().parent_header)"
+)
+
+
 @pytest.mark.parametrize(
-    ("cell", "code"), [("'y' * 5_000_000", 0), ("raise ValueError('x' * 5_000_000)", 1)]
+    ("cell", "code"),
+    [
+        ("'y' * 5_000_000", 0),
+        ("raise ValueError('x' * 5_000_000)", 1),
+        (AROUND_THE_CAP, 0),  # a cell that sends its own message, past the kernel's cap
+    ],
 )
 def test_huge_messages_are_dropped_not_buffered(
     shared: KernelSandbox, cell: str, code: int
