@@ -25,7 +25,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from kernels import indexer, sparse_mla, topk
+from kernels import indexer, sparse_mla, sparse_mla_backward, topk
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def deepseek_cases() -> dict[str, tuple[Any, dict[str, str], dict[str, Any]]]:
             sparse_mla.launch_config(64, 512, 64, bf16, backward=False),
         ),
         "sparse_attention_bwd": (
-            sparse_mla._sparse_attention_bwd_kernel,
+            sparse_mla_backward._sparse_attention_bwd_kernel,
             {"q_ptr": "*bf16", "kv_ptr": "*bf16", "idx_ptr": "*i32", "do_ptr": "*bf16",
              "lse_ptr": "*fp32", "delta_ptr": "*fp32", "dq_ptr": "*bf16", "dkv_ptr": "*fp32",
              "scale": "fp32"},
