@@ -22,8 +22,8 @@ dir, /tmp and /dev/shm.
 
 Lifetime: the holder and the agent die with their parent (PR_SET_PDEATHSIG) and when the
 control socket closes; the agent is the pid namespace's init, so its death kills all. The
-"parent" of PR_SET_PDEATHSIG is the creating thread: a sandbox made in a thread that then
-exits dies with it, so make long-lived sandboxes in a long-lived thread.
+holders are forked from one long-lived thread, since PR_SET_PDEATHSIG follows the thread
+that forked, not the process.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import errno
 import fcntl
 import functools
 import os
+import queue
 import secrets
 import select
 import signal
@@ -42,7 +43,10 @@ import sys
 import threading
 import time
 import weakref
+from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
+from typing import Any, TypeVar
 
 from envsynth.errors import EnvsynthError
 from sandbox import local_reaper, namespaces
@@ -61,6 +65,7 @@ __all__ = [
     "unavailable_reason",
 ]
 
+T = TypeVar("T")
 AGENT_SCRIPT = Path(namespaces.__file__)
 START_TIMEOUT_S = 15.0
 NOFILE = 1024
@@ -125,23 +130,18 @@ class LocalSandbox(Sandbox):
     # ------------------------------------------------------------------ start-up
 
     def _spawn(self, child: socket.socket) -> subprocess.Popen[bytes]:
+        argv = [sys.executable, "-I", "-S", "-B", str(AGENT_SCRIPT), str(child.fileno())]
         try:
-            return subprocess.Popen(  # a fresh interpreter: forking this one would copy it all
-                [
-                    sys.executable,
-                    "-I",
-                    "-S",
-                    "-B",
-                    str(AGENT_SCRIPT),
-                    str(child.fileno()),
-                    str(os.getpid()),
-                ],
-                pass_fds=[child.fileno()],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                env={MARKER: local_reaper.marker(self.id), "LANG": "C.UTF-8"},
-                start_new_session=True,  # a terminal's ^C is the controller's to handle
+            return _SPAWNER.call(
+                lambda: subprocess.Popen(  # a fresh interpreter: a fork would copy all of ours
+                    [*argv, str(os.getpid())],
+                    pass_fds=[child.fileno()],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    env={MARKER: local_reaper.marker(self.id), "LANG": "C.UTF-8"},
+                    start_new_session=True,  # a terminal's ^C is the controller's to handle
+                )
             )
         finally:
             child.close()
@@ -378,6 +378,41 @@ class LocalSandbox(Sandbox):
     def _check_open(self) -> None:
         if self._closed or self._holder is None or self._holder.poll() is not None:
             raise SandboxError("this local sandbox is closed or died; make a new one")
+
+
+class _Spawner:
+    """Forks every holder from one thread that lives as long as the process.
+
+    PR_SET_PDEATHSIG fires when the thread that forked dies, not the process: a sandbox
+    made in a short-lived thread (a pool's worker) would die with that thread otherwise.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def call(self, job: Callable[[], T]) -> T:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._serve, name="envsynth-local-spawner", daemon=True
+                )
+                self._thread.start()
+        done: Future[T] = Future()
+        self._jobs.put((job, done))
+        return done.result()
+
+    def _serve(self) -> None:
+        while True:
+            job, done = self._jobs.get()
+            try:
+                done.set_result(job())
+            except BaseException as e:
+                done.set_exception(e)
+
+
+_SPAWNER = _Spawner()
 
 
 def _kill(

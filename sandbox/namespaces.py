@@ -661,6 +661,9 @@ def main(argv: list[str]) -> None:
         if cfg["setgroups"]:
             os.setgroups([])
         os.setresuid(0, 0, 0)
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # a change of uid has just cleared it
+        if os.getppid() != parent:
+            os._exit(1)
         unshare(
             CLONE_NEWNS
             | CLONE_NEWIPC

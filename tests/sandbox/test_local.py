@@ -344,30 +344,51 @@ def test_a_dead_sandbox_is_reported_not_waited_on(make: type[LocalSandbox]) -> N
     assert not leaked()
 
 
+def test_a_sandbox_outlives_the_thread_that_made_it(make: type[LocalSandbox]) -> None:
+    made: list[LocalSandbox] = []
+    maker = threading.Thread(target=lambda: made.append(make(SPEC)))
+    maker.start()
+    maker.join()
+    with made[0] as box:
+        time.sleep(0.2)  # PR_SET_PDEATHSIG would have fired by now
+        assert _ok(box, "echo alive").strip() == "alive"
+
+
 CONTROLLER = """
-import sys
+import os, sys, time
 from sandbox.local import LocalSandbox
 sb = LocalSandbox()
-print(sb.holder_pid, sb.agent_pid, flush=True)
+keeper = os.fork() if sys.argv[1] == "keep-socket" else 1
+if keeper == 0:  # holds the control socket open: only PR_SET_PDEATHSIG is left to act
+    time.sleep(60)
+    os._exit(0)
+print(sb.holder_pid, sb.agent_pid, keeper, flush=True)
 sb.run("setsid sleep 300 & sleep 300", timeout=600)
 """
 
 
-def test_sandbox_dies_with_its_controller(make: type[LocalSandbox]) -> None:
-    ctl = subprocess.Popen([sys.executable, "-c", CONTROLLER], cwd=REPO, stdout=subprocess.PIPE)
+@pytest.mark.parametrize("how", ["socket-closes", "keep-socket"])
+def test_sandbox_dies_with_its_controller(make: type[LocalSandbox], how: str) -> None:
+    ctl = subprocess.Popen(
+        [sys.executable, "-c", CONTROLLER, how], cwd=REPO, stdout=subprocess.PIPE
+    )
     assert ctl.stdout is not None
-    holder, agent = map(int, ctl.stdout.readline().split())
-    deadline = time.monotonic() + 10
-    while len(_descendants(holder)) < 5 and time.monotonic() < deadline:
-        time.sleep(0.05)  # holder, agent, command init, sh, 2 × sleep
-    tree = _descendants(holder)
-    assert len(tree) >= 5 and agent in tree
-    ctl.kill()
-    ctl.wait()
-    deadline = time.monotonic() + 2
-    while any(_alive(pid) for pid in tree) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert not [pid for pid in tree if _alive(pid)]
+    holder, agent, keeper = map(int, ctl.stdout.readline().split())
+    try:
+        deadline = time.monotonic() + 10
+        while len(_descendants(holder)) < 6 and time.monotonic() < deadline:
+            time.sleep(0.05)  # holder, agent, command init, spare init, sh, 2 × sleep
+        tree = _descendants(holder)
+        assert len(tree) >= 6 and agent in tree
+        ctl.kill()
+        ctl.wait()
+        deadline = time.monotonic() + 2
+        while any(_alive(pid) for pid in tree) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not [pid for pid in tree if _alive(pid)]
+    finally:
+        if keeper > 1:
+            os.kill(keeper, signal.SIGKILL)
     with make(SPEC):
         pass  # the next start reaps what the dead controller could not (its cgroups)
     assert not leaked()
