@@ -228,7 +228,7 @@ class KernelSandbox(Sandbox):
             self._note("a message from the kernel was over the size limit and was dropped")
             try:
                 kernel.client.reconnect(ex.reply_lost, ex.output_lost, _QUIET_TIMEOUT_S)
-            except (KernelGone, TimeoutError):
+            except (SandboxError, OSError, TimeoutError):
                 self._note(
                     "the kernel's output channel broke; the kernel was restarted (state is lost)"
                 )

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import ast
 import hmac
+import os
 import re
+import stat
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -123,7 +125,13 @@ class KernelClient:
 
         Raises:
             KernelGone, TimeoutError: as `wait_ready`.
+            SandboxError: a socket path no longer holds a socket (where the kernel can write
+                the socket dir, it could have put a link to some other socket there).
         """
+        for port in ("shell_port", "iopub_port"):
+            path = f"{self.connection['ip']}-{self.connection[port]}"
+            if not stat.S_ISSOCK(os.lstat(path).st_mode):
+                raise SandboxError(f"{path} is no longer the kernel's socket")
         for name, port, kind, wanted in (
             ("shell", "shell_port", zmq.DEALER, shell),
             ("iopub", "iopub_port", zmq.SUB, iopub),

@@ -26,6 +26,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from envsynth.errors import ConfigError
 from sandbox import namespaces
 from sandbox.base import SandboxError
 from sandbox.cgroups import PREFIX, CgroupLimits, stale_groups
@@ -79,6 +80,7 @@ class JailKernel(KernelProcess):
     def __init__(
         self, spec: SandboxSpec, python: str | None = None, ready_timeout: float = START_TIMEOUT_S
     ):
+        _check_workdir(spec.workdir)
         self.spec = spec
         self.python = python or sys.executable
         self.client: KernelClient | None = None
@@ -254,6 +256,21 @@ class JailKernel(KernelProcess):
             self.cgroup = None
         self._close_fd()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _check_workdir(workdir: str) -> None:
+    """The work dir becomes a tmpfs in the jail: it may not hide what the kernel runs on."""
+    parts = workdir.strip("/").split("/")
+    reserved = {"", "etc", "dev", "proc", "sys", "tmp", "run", *namespaces.SYSTEM_DIRS}
+    under_python = any(
+        p.startswith(workdir.rstrip("/") + "/") or p == workdir
+        for p in {sys.prefix, sys.base_prefix}
+    )
+    if not workdir.startswith("/") or parts[0] in reserved or ".." in parts or under_python:
+        raise ConfigError(
+            f"workdir {workdir!r} would hide the system in a kernel jail; "
+            "use a fresh absolute path such as /work"
+        )
 
 
 @functools.cache
