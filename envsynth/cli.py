@@ -435,6 +435,26 @@ def images_prune(
         out.print(f"removed {tag}")
 
 
+@bench_app.command("kernels")
+def bench_kernels(
+    lengths: Annotated[str | None, typer.Option(help="comma-separated T, e.g. 8192,131072")] = None,
+    shapes: Annotated[
+        str | None, typer.Option(help="comma-separated presets: ours,deepseek")
+    ] = None,
+    repeats: Annotated[int, typer.Option(help="timed repeats per measure")] = 5,
+) -> None:
+    """DSA attention (indexer + top-k + sparse attention) vs dense causal SDPA, on a GPU."""
+    from envsynth.bench.kernels import run_bench
+
+    out.print(
+        run_bench(
+            lengths=[int(x) for x in lengths.split(",")] if lengths else None,
+            shapes=shapes.split(",") if shapes else None,
+            repeats=repeats,
+        )
+    )
+
+
 @bench_app.command("sandbox")
 def bench_sandbox(
     n: Annotated[int, typer.Option(help="commands timed per measure")] = 200,
