@@ -12,7 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from battery import CASES, Case
 from conftest import _require
+from test_hostile import SPEC as BATTERY_SPEC
 
 from sandbox.kernel import KernelSandbox, leaked, unavailable_reason
 from sandbox.kernel_pool import KernelPool
@@ -316,3 +318,22 @@ def test_kernels_die_with_their_controller(pool: KernelPool, isolation: str) -> 
             if c.labels.get(reaper.OWNER_PID) == str(child.pid)
         ]
         assert not theirs
+
+
+@pytest.fixture(scope="module")
+def jail() -> Iterator[KernelSandbox]:
+    """The battery's sandbox in a kernel jail (test_hostile covers the default, Docker)."""
+    _require("kernel (local)", unavailable_reason("local"))
+    with KernelSandbox(BATTERY_SPEC, isolation="local") as sandbox:
+        yield sandbox
+    assert not leaked(), f"left behind: {leaked()}"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_the_battery_is_contained_in_a_jail(jail: KernelSandbox, case: Case) -> None:
+    t0 = time.monotonic()
+    result = jail.run(case.python, timeout=case.timeout)
+    assert time.monotonic() - t0 < case.timeout + 20, "the controller was not responsive"
+    case.check(result)
+    alive = jail.run("print('alive')", timeout=10)
+    assert alive.exit_code == 0 and alive.stdout.strip() == "alive", (case.name, alive)
