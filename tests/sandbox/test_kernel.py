@@ -326,7 +326,9 @@ def jail() -> Iterator[KernelSandbox]:
     _require("kernel (local)", unavailable_reason("local"))
     with KernelSandbox(BATTERY_SPEC, isolation="local") as sandbox:
         yield sandbox
-    assert not leaked(), f"left behind: {leaked()}"
+        last = sandbox._kernel
+    assert last is not None and _gone(last.pid) and _gone(last.init_pid)
+    assert not Path(last.connection["ip"]).parent.exists()
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
