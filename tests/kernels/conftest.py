@@ -5,8 +5,8 @@ set here, at conftest import, before any test module imports `kernels`; and only
 CUDA, since an interpreted kernel never tests the compiled one. A test that takes `device`
 runs once per device generated below: "cpu" (interpreted, float32 only: bf16 `tl.dot` is
 wrong in the interpreter) where there is no CUDA, and "cuda", marked `gpu`, everywhere. A
-test that also takes `dtype` gets bfloat16 on CUDA. `gpu` tests are skipped without CUDA,
-the one skip of these suites.
+test that also takes `dtype` gets bfloat16 on CUDA. Without CUDA, `gpu` tests are
+deselected by tests/conftest.py (and counted as such in pytest's summary).
 """
 
 from __future__ import annotations
@@ -45,11 +45,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     else:
         devices = [] if HAS_CUDA else [pytest.param("cpu", id="cpu")]
         metafunc.parametrize("device", [*devices, pytest.param("cuda", marks=gpu, id="cuda")])
-
-
-def pytest_runtest_setup(item: pytest.Item) -> None:
-    if item.get_closest_marker("gpu") and not HAS_CUDA:
-        pytest.skip("needs a CUDA device")
 
 
 @pytest.fixture()
