@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 from types import TracebackType
+from typing import Self
 
 from envsynth.errors import EnvsynthError
 from envsynth.registry import Registry
@@ -41,7 +42,7 @@ class Sandbox(abc.ABC):
     def close(self) -> None:
         """Release everything the sandbox holds; nothing of it may outlive this call."""
 
-    def __enter__(self) -> Sandbox:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
