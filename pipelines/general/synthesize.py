@@ -7,6 +7,7 @@ plan can run in worker processes.
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,6 +58,8 @@ class BuiltEnvironment:
     state: dict[str, Any]
     candidates: list[Candidate] = field(default_factory=list)
     no_task_levels: int = 0
+    check_seconds: float = 0.0
+    """Time spent solving and checking tasks (reference, no-op and perturbed runs)."""
 
 
 def make_plan(envs: int, families: Sequence[str] | None, seed: int) -> list[EnvPlan]:
@@ -100,9 +103,11 @@ def build_environment(
         if draft is None:
             built.no_task_levels += 1
             continue
+        t0 = time.perf_counter()
         built.candidates.append(
             _check(family, plan, dataset, env_id, config.model_dump(), state, draft, rng, level)
         )
+        built.check_seconds += time.perf_counter() - t0
     return built
 
 
