@@ -37,7 +37,8 @@ def cap_streams(cap: int) -> None:
             write(self, string[:room])
         return len(string)
 
-    OutStream.write = capped_write
+    # ipykernel has no hook to cap a stream: replace its method in this process.
+    OutStream.write = capped_write  # type: ignore[method-assign]
 
 
 def cap_tracebacks(cap: int) -> None:
@@ -64,7 +65,8 @@ def cap_tracebacks(cap: int) -> None:
             room -= len(line)
         return show(self, etype, Text(str(evalue)[: cap + 1]), kept)
 
-    ZMQInteractiveShell._showtraceback = capped_showtraceback
+    # ipykernel has no hook to cap a traceback: replace its method in this process.
+    ZMQInteractiveShell._showtraceback = capped_showtraceback  # type: ignore[method-assign]
 
 
 def skip_empty_flushes() -> None:
@@ -93,7 +95,8 @@ def skip_empty_flushes() -> None:
             return None
         return flush(self)
 
-    OutStream.flush = quick_flush
+    # ipykernel has no hook to skip a flush: replace its method in this process.
+    OutStream.flush = quick_flush  # type: ignore[method-assign]
 
 
 def hold_lifeline(path: str) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 import zmq
-from jupyter_client.session import Session
+from jupyter_client.session import DELIM, Session
 
 from sandbox.base import SandboxError
 
@@ -158,7 +158,7 @@ class KernelClient:
         # iopub is a PUB socket: until our subscription reaches it, its messages are lost.
         # Asking again until an iopub message arrives proves the subscription is in place.
         while True:
-            msg = self.session.send(self.shell, "kernel_info_request", {})
+            msg = self._send("kernel_info_request", {})
             retry_at = min(deadline, time.monotonic() + 0.2)
             replied = iopub_seen = False
             while not (replied and iopub_seen) and time.monotonic() < retry_at:
@@ -174,6 +174,20 @@ class KernelClient:
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"the kernel did not answer within {timeout:.0f}s")
 
+    def _send(self, msg_type: str, content: dict[str, Any]) -> dict[str, Any]:
+        """Send a request on the shell channel; the message as sent.
+
+        Raises:
+            SandboxError: the session would not send: it refuses to in a process forked
+                from the one that made this client.
+        """
+        msg = self.session.send(self.shell, msg_type, content)
+        if msg is None:
+            raise SandboxError(
+                "a kernel cannot be used from a forked process; start one in this process"
+            )
+        return msg
+
     def _recv(self, sock: zmq.Socket, request: dict[str, Any]) -> dict[str, Any] | None:
         """One message from `sock`, or None if it does not answer `request` or is invalid.
 
@@ -182,7 +196,8 @@ class KernelClient:
         message for another request costs no content parsing.
         """
         try:
-            _, parts = self.session.feed_identities(sock.recv_multipart(zmq.NOBLOCK))
+            frames = sock.recv_multipart(zmq.NOBLOCK)
+            parts = frames[frames.index(DELIM) + 1 :]  # after the routing identities
             signature, header, parent, _, content = parts[:5]
             if not hmac.compare_digest(signature, self.session.sign(parts[1:5])):
                 return None  # not signed with the key: not from the kernel
@@ -210,7 +225,7 @@ class KernelClient:
             "allow_stdin": False,
             "stop_on_error": False,
         }
-        msg = self.session.send(self.shell, "execute_request", content)
+        msg = self._send("execute_request", content)
         return Execution(msg["header"]["msg_id"], _CappedText(cap), _CappedText(cap))
 
     def wait(self, ex: Execution, deadline: float) -> bool:

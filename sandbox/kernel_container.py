@@ -85,15 +85,14 @@ class ContainerKernel(KernelProcess):
         self.spec = spec
         self.container: Any = None
         self.lifeline: socket.socket | None = None
-        self.client: KernelClient | None = None
         self.death_fd = -1
         self.dir = socket_dir()
         try:
             self.connection, _ = write_connection_file(self.dir, INSIDE)
-            self._run_container(image, python)
+            self.container = self._run_container(image, python)
             self._watch(self.container.attrs["State"]["Pid"], ready_timeout)
-            self.client = KernelClient(self.connection, self.death_fd, max_message_bytes(spec))
-            self.client.wait_ready(ready_timeout)
+            self._client = KernelClient(self.connection, self.death_fd, max_message_bytes(spec))
+            self._client.wait_ready(ready_timeout)
             self._lock_socket_dir()
         except SandboxError as exc:
             logs = self.logs()
@@ -103,7 +102,7 @@ class ContainerKernel(KernelProcess):
             self.destroy()
             raise
 
-    def _run_container(self, image: str, python: str) -> None:
+    def _run_container(self, image: str, python: str) -> Any:
         uid = NOBODY if os.geteuid() == 0 else os.geteuid()
         gid = NOBODY if os.geteuid() == 0 else os.getegid()
         os.chmod(self.dir, 0o700)
@@ -114,7 +113,7 @@ class ContainerKernel(KernelProcess):
         # With a working dir, docker's copy of the image's dir decides the mode: own it instead.
         tmpfs = {spec.workdir: f"{size},uid={uid},gid={gid}", "/tmp": f"{size},mode=1777"}
         reaper.reap_once(docker_client())
-        self.container = docker_client().containers.run(
+        container = docker_client().containers.run(
             image,
             boot_command(python, spec.output_bytes, f"{INSIDE}/lifeline", f"{INSIDE}/conn.json"),
             detach=True,
@@ -144,7 +143,8 @@ class ContainerKernel(KernelProcess):
             # mortems, so that writing there cannot fill the host's disk.
             log_config=LogConfig(type="json-file", config={"max-size": "256k", "max-file": "1"}),
         )
-        self.container.reload()
+        container.reload()
+        return container
 
     def _lock_socket_dir(self) -> None:
         """Take the socket dir back from the kernel, then hold its lifeline."""
@@ -175,9 +175,9 @@ class ContainerKernel(KernelProcess):
         return ""
 
     def destroy(self) -> None:
-        if self.client is not None:
-            self.client.close()
-            self.client = None
+        if self._client is not None:
+            self._client.close()
+            self._client = None
         if self.container is not None:
             with contextlib.suppress(Exception):
                 self.container.remove(force=True)

@@ -83,7 +83,6 @@ class JailKernel(KernelProcess):
         _check_workdir(spec.workdir)
         self.spec = spec
         self.python = python or sys.executable
-        self.client: KernelClient | None = None
         self.holder: subprocess.Popen[bytes] | None = None
         self.cgroup: CgroupLimits | None = None
         self.death_fd = self.init_fd = -1
@@ -98,8 +97,8 @@ class JailKernel(KernelProcess):
             self._handshake(ready_timeout)
             holder = (self.holder.pid,) if self.holder is not None else ()
             self._watch(self.init_pid, ready_timeout, also_counted=holder)
-            self.client = KernelClient(self.connection, self.death_fd, max_message_bytes(spec))
-            self.client.wait_ready(ready_timeout)
+            self._client = KernelClient(self.connection, self.death_fd, max_message_bytes(spec))
+            self._client.wait_ready(ready_timeout)
             if self.privileged:
                 os.chown(self.dir, 0, 0)  # the kernel may no longer swap its sockets
         except BaseException:
@@ -229,9 +228,9 @@ class JailKernel(KernelProcess):
         return Death(False, f"the kernel exited with status {code}")
 
     def destroy(self) -> None:
-        if self.client is not None:
-            self.client.close()
-            self.client = None
+        if self._client is not None:
+            self._client.close()
+            self._client = None
         if self.init_fd >= 0:
             with contextlib.suppress(OSError):
                 signal.pidfd_send_signal(self.init_fd, signal.SIGKILL)

@@ -227,7 +227,7 @@ def main(argv: list[str]) -> None:
     ns.send_msg(sock, {"op": "init", "pid": init})
     init_fd = os.pidfd_open(init)
     # The controller's end closes when it dies, however it dies: then so does the jail.
-    ready, _, _ = select.select([sock, init_fd], [], [])
+    ready, _, _ = select.select([sock.fileno(), init_fd], [], [])
     if init_fd not in ready:
         os.kill(init, signal.SIGKILL)
     _, status = os.waitpid(init, 0)

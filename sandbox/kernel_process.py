@@ -136,7 +136,7 @@ class KernelProcess(abc.ABC):
     """
 
     connection: dict[str, Any]
-    client: KernelClient
+    _client: KernelClient | None = None
     init_pid: int
     pid: int
     death_fd: int
@@ -165,6 +165,17 @@ class KernelProcess(abc.ABC):
 
     def is_alive(self) -> bool:
         return not select.select([self.death_fd], [], [], 0)[0]
+
+    @property
+    def client(self) -> KernelClient:
+        """The controller's channels to the kernel.
+
+        Raises:
+            SandboxError: the kernel was destroyed (or never became ready).
+        """
+        if self._client is None:
+            raise SandboxError("the kernel has no connection: it was destroyed")
+        return self._client
 
     def interrupt(self) -> None:
         """Send the kernel SIGINT: a KeyboardInterrupt in the running cell."""
