@@ -3,19 +3,23 @@
 Kernels are started one at a time by a background thread, up to `size` idle ones; `acquire`
 hands out an idle kernel at once and starts a replacement, or starts one itself when none is
 idle. A kernel is handed out once and never comes back: each episode starts from a fresh one.
+The filling is `sandbox.pool.Pool`'s; kernels are only ever taken from it, never released.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import deque
+import sys
 from collections.abc import Callable
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from envsynth.errors import ConfigError
-from sandbox.base import SandboxError
 from sandbox.kernel_process import KernelProcess
+from sandbox.pool import Pool
 from sandbox.spec import SandboxSpec
+
+if TYPE_CHECKING:
+    from sandbox.kernel import Isolation
 
 
 class KernelPool:
@@ -36,7 +40,7 @@ class KernelPool:
         spec: SandboxSpec | None = None,
         size: int = 2,
         *,
-        isolation: str = "auto",
+        isolation: Isolation = "auto",
         start: Callable[[], KernelProcess] | None = None,
     ):
         if size < 1:
@@ -46,14 +50,17 @@ class KernelPool:
         if start is None:
             from sandbox.kernel import kernel_starter
 
-            start = kernel_starter(self.spec, isolation)  # type: ignore[arg-type]
-        self._start = start
-        self._idle: deque[KernelProcess] = deque()
-        self._closed = False
-        self._failure: BaseException | None = None
-        self._lock = threading.Condition()
-        self._filler = threading.Thread(target=self._fill, name="envsynth-kernel-pool", daemon=True)
-        self._filler.start()
+            start = kernel_starter(self.spec, isolation)
+        self._pool: Pool[KernelProcess] = Pool(
+            start,
+            size=size,
+            # Kernels handed out leave the pool, so only idle ones count, and `size` bounds
+            # those; `acquire` never waits for a slot.
+            max_live=sys.maxsize,
+            reset=_never_reused,
+            close=lambda kernel: kernel.destroy(),
+            healthy=lambda kernel: kernel.is_alive(),
+        )
 
     def acquire(self) -> KernelProcess:
         """A started kernel: an idle one if there is one, else one started now.
@@ -61,21 +68,11 @@ class KernelPool:
         Raises:
             SandboxError: the pool is closed, or no kernel could be started.
         """
-        with self._lock:
-            if self._closed:
-                raise SandboxError("the kernel pool is closed")
-            while self._idle:
-                kernel = self._idle.popleft()
-                self._lock.notify_all()
-                if kernel.is_alive():
-                    return kernel
-                kernel.destroy()
-        return self._start()
+        return self._pool.take()
 
     def idle(self) -> int:
         """How many started kernels are waiting."""
-        with self._lock:
-            return len(self._idle)
+        return self._pool.ready()
 
     def wait_full(self, timeout: float) -> bool:
         """Block until `size` kernels are idle; False if `timeout` seconds pass first.
@@ -83,45 +80,11 @@ class KernelPool:
         Raises:
             SandboxError: the background start failed.
         """
-        with self._lock:
-            self._lock.wait_for(
-                lambda: len(self._idle) >= self.size or self._failure is not None, timeout
-            )
-            if self._failure is not None:
-                raise SandboxError(f"the kernel pool cannot start kernels: {self._failure}")
-            return len(self._idle) >= self.size
-
-    def _fill(self) -> None:
-        while True:
-            with self._lock:
-                self._lock.wait_for(lambda: self._closed or len(self._idle) < self.size)
-                if self._closed:
-                    return
-            try:
-                kernel = self._start()
-            except Exception as exc:  # noqa: BLE001 - reported to whoever waits; acquire retries
-                with self._lock:
-                    self._failure = exc
-                    self._lock.notify_all()
-                    self._lock.wait(5.0)  # do not spin on a persistent failure
-                continue
-            with self._lock:
-                self._failure = None
-                if self._closed:
-                    kernel.destroy()
-                    return
-                self._idle.append(kernel)
-                self._lock.notify_all()
+        return self._pool.wait_ready(self.size, timeout, fail_fast=True)
 
     def close(self) -> None:
         """Destroy the idle kernels and stop refilling; waits for a start in progress."""
-        with self._lock:
-            self._closed = True
-            idle, self._idle = list(self._idle), deque()
-            self._lock.notify_all()
-        for kernel in idle:
-            kernel.destroy()
-        self._filler.join()
+        self._pool.close()
 
     def __enter__(self) -> KernelPool:
         return self
@@ -133,3 +96,8 @@ class KernelPool:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _never_reused(kernel: KernelProcess) -> bool:
+    """A kernel keeps what its episode left in it: it is never reset for another."""
+    return False

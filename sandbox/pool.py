@@ -3,6 +3,7 @@
 Generic in what it holds: give it how to make one, how to reset one and how to close one. A
 released item is reset and kept warm, or closed when the reset fails (it is never handed out
 dirty); a background thread keeps `size` items ready, and at most `max_live` exist at once.
+An item may also be taken for good (`take`): it leaves the pool, and its taker closes it.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class Pool(Generic[T]):
         self._live = 0
         self._starting = 0
         self._closed = False
+        self._failure: Exception | None = None  # the filler's last start, until one succeeds
         self._cond = threading.Condition()
         self._filler = threading.Thread(target=self._fill, name="envsynth-pool", daemon=True)
         self._filler.start()
@@ -99,6 +101,17 @@ class Pool(Generic[T]):
             self._forget_one()
             raise
 
+    def take(self, timeout: float | None = None) -> T:
+        """As `acquire`, but the item leaves the pool: its slot is free at once, and closing
+        it is the taker's job (never `release` it).
+
+        Raises:
+            PoolTimeout: no slot became free within `timeout` seconds.
+        """
+        item = self.acquire(timeout)
+        self._forget_one()
+        return item
+
     def release(self, item: T) -> None:
         """Take an item back: reset it and keep it ready, or close it if that fails."""
         try:
@@ -128,12 +141,28 @@ class Pool(Generic[T]):
         with self._cond:
             return len(self._idle)
 
-    def wait_ready(self, n: int | None = None, timeout: float = 60.0) -> bool:
-        """Block until `n` (default `size`) items are ready; False on timeout."""
+    def wait_ready(
+        self, n: int | None = None, timeout: float = 60.0, *, fail_fast: bool = False
+    ) -> bool:
+        """Block until `n` (default `size`) items are ready; False on timeout.
+
+        Args:
+            n: how many ready items to wait for.
+            timeout: seconds to wait at most.
+            fail_fast: give up as soon as the background start fails, rather than wait
+                through its retries.
+
+        Raises:
+            SandboxError: `fail_fast`, and the background start's last attempt failed.
+        """
         n = self.size if n is None else n
         deadline = time.monotonic() + timeout
         with self._cond:
             while len(self._idle) < n:
+                if fail_fast and self._failure is not None:
+                    raise SandboxError(
+                        f"the pool cannot start items: {self._failure}"
+                    ) from self._failure
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._closed:
                     return False
@@ -171,15 +200,17 @@ class Pool(Generic[T]):
                 self._starting += 1
             try:
                 item = self._factory()
-            except Exception:
+            except Exception as exc:
                 log.exception("starting a pooled item failed; retrying in %.0fs", RETRY_S)
                 with self._cond:
+                    self._failure = exc
                     self._live -= 1
                     self._starting -= 1
                     self._cond.notify_all()
                     self._cond.wait(RETRY_S)
                 continue
             with self._cond:
+                self._failure = None
                 self._starting -= 1
                 keep = not self._closed
                 if keep:

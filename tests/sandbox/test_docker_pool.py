@@ -9,6 +9,7 @@ import time
 import pytest
 from conftest import factory
 
+from sandbox.base import SandboxError
 from sandbox.docker_sandbox import DockerSandbox, docker_pool, leaked
 from sandbox.pool import Pool, PoolTimeout
 from sandbox.spec import SandboxSpec
@@ -71,6 +72,25 @@ def test_pool_discards_what_it_cannot_reset() -> None:
         again = pool.acquire(timeout=5)
         assert again is not item and not again.dirty
         pool.release(again)
+
+
+def test_pool_take_frees_the_slot_and_never_resets() -> None:
+    with _pool(size=1, max_live=1) as pool:
+        taken = [pool.take(timeout=5) for _ in range(3)]  # one slot, yet no wait
+        assert len({i.id for i in taken}) == 3
+        assert pool.wait_ready(1, timeout=5)
+    assert not any(i.closed or i.resets for i in taken), "a taken item is its taker's"
+
+
+def test_pool_fail_fast_reports_a_failing_start() -> None:
+    def broken() -> Item:
+        raise OSError("no daemon")
+
+    pool = Pool(broken, size=1, max_live=1, reset=lambda _: True, close=lambda _: None)
+    with pool:
+        assert not pool.wait_ready(timeout=0.1), "without fail_fast, it waits out the retries"
+        with pytest.raises(SandboxError, match="no daemon"):
+            pool.wait_ready(timeout=5, fail_fast=True)
 
 
 def test_pool_rejects_bad_bounds() -> None:
