@@ -17,6 +17,7 @@ demo: setup
 test: setup
 	bash scripts/setup-docker.sh
 	ruff check envsynth gyms pipelines sandbox model kernels tests
+	mypy
 	python3 -m pytest -q
 
 lint:
