@@ -87,7 +87,7 @@ def render_card(store: Store, dataset: str) -> str:
         "",
         "## Yield of every stage",
         "",
-        "| stage | in | out | yield | seconds | rejections |",
+        "| stage | in | out | yield | worker seconds | rejections |",
         "| --- | ---: | ---: | ---: | ---: | --- |",
     ]
     stages = [r for run in runs for r in store.run_reports(run["id"])]
