@@ -26,6 +26,7 @@ from envsynth.schema import (
     SamplingParams,
     StepRecord,
     Task,
+    ToolSpec,
     Trajectory,
     Verdict,
 )
@@ -72,8 +73,6 @@ async def arollout(
     Returns:
         One Trajectory per episode, in the order given.
     """
-    from envsynth.schema import ToolSpec
-
     sampling = sampling or SamplingParams()
     results: list[Trajectory | None] = [None] * len(episodes)
     pending = list(enumerate(episodes))[::-1]

@@ -18,9 +18,10 @@ from functools import cached_property
 from importlib.metadata import entry_points
 from typing import Any, ClassVar, Generic, TypeVar
 
+import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from envsynth.errors import ConfigError
+from envsynth.errors import ConfigError, UnknownIdError
 from envsynth.ids import canonical_json, content_hash
 from envsynth.registry import Registry
 from envsynth.schema import ToolSpec, Verdict
@@ -104,8 +105,6 @@ def check_state_hash(final_state: State, goal: Mapping[str, Any]) -> Verdict:
 
 def copy_state(state: State) -> State:
     """A deep copy of a JSON state (faster than copy.deepcopy for plain JSON)."""
-    import orjson
-
     return orjson.loads(canonical_json(state))
 
 
@@ -175,8 +174,6 @@ class Family(Generic[ConfigT]):
         for v in self.variants:
             if v.name == name:
                 return v
-        from envsynth.errors import UnknownIdError
-
         raise UnknownIdError(f"variant of {self.name}", name, [v.name for v in self.variants])
 
     def toolset(self, variant: Variant) -> dict[str, Tool]:
@@ -186,9 +183,7 @@ class Family(Generic[ConfigT]):
     def tool_specs(self, variant: Variant) -> list[ToolSpec]:
         return [t.spec for t in self.toolset(variant).values()]
 
-    def config_for(
-        self, variant: Variant, overrides: Mapping[str, Any] | None = None
-    ) -> ConfigT:
+    def config_for(self, variant: Variant, overrides: Mapping[str, Any] | None = None) -> ConfigT:
         """The variant's config, with user overrides on top; a bad value raises `ConfigError`."""
         values = {**variant.overrides, **(overrides or {})}
         try:

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from envsynth.ids import content_hash
+from envsynth.ids import canonical_json, content_hash
 from envsynth.schema import GeneralTask, IntegrityCheck, Provenance, Task, ToolCall
-from pipelines.general.episode import run_calls
+from pipelines.general.episode import Episode, run_calls
 from pipelines.general.family import Call, Family, TaskDraft, load_families, state_digest
 
 PIPELINE = "general"
@@ -71,18 +71,10 @@ def make_plan(envs: int, families: Sequence[str] | None, seed: int) -> list[EnvP
 
 
 def to_tool_calls(calls: Sequence[Call]) -> list[ToolCall]:
-    from envsynth.ids import canonical_json
-
     return [
         ToolCall(id=f"call_{i}", name=c.name, arguments=canonical_json(dict(c.arguments)).decode())
         for i, c in enumerate(calls)
     ]
-
-
-def from_tool_calls(calls: Sequence[ToolCall]) -> list[Call]:
-    import orjson
-
-    return [Call(c.name, orjson.loads(c.arguments)) for c in calls]
 
 
 def build_environment(
@@ -137,8 +129,6 @@ def _check(
     )
     if draft.hash_tables is not None:
         # Graded by the final state: replay the reference on a fresh copy to learn its hash.
-        from pipelines.general.episode import Episode
-
         episode = Episode(payload)
         for call in reference:
             episode.call(call.name, call.arguments)
