@@ -15,7 +15,7 @@ class ModelArgs(BaseModel):
     benchmarks; it is far too large to instantiate whole.
 
     Attributes:
-        vocab_size: token vocabulary.
+        vocab_size: token vocabulary (the default is `model.tokenizer.VOCAB_SIZE`).
         d_model: hidden width.
         n_layers: transformer blocks.
         n_heads: attention heads.
@@ -41,7 +41,7 @@ class ModelArgs(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    vocab_size: int = Field(512, ge=1)
+    vocab_size: int = Field(267, ge=1)  # model.tokenizer: 256 bytes + 11 special tokens
     d_model: int = Field(128, ge=1)
     n_layers: int = Field(4, ge=1)
     n_heads: int = Field(4, ge=1)
