@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +21,27 @@ from envsynth.errors import ConfigError, ToolError
 from envsynth.schema import ToolSpec
 
 State = dict[str, Any]
+
+
+def find_record(
+    rows: Iterable[dict[str, Any]], value: object, missing: str, key: str = "id"
+) -> dict[str, Any]:
+    """The first row whose `key` equals `value`.
+
+    Args:
+        rows: the table to search, in order.
+        value: the value to look for.
+        missing: the message of the `ToolError` raised when no row matches; it is shown to
+            the agent, so it says where valid values can be found.
+        key: the field compared with `value`.
+
+    Raises:
+        ToolError: no row matches.
+    """
+    for row in rows:
+        if row[key] == value:
+            return row
+    raise ToolError(missing)
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from pipelines.general.family import (
     Variant,
     register_family,
 )
-from pipelines.general.tools import State, tool
+from pipelines.general.tools import State, find_record, tool
 
 _PROJECTS = {
     "fin": ["ledger", "payroll", "budget"],
@@ -102,17 +102,13 @@ def _allowed(roles: list[dict[str, Any]], action: str, resource: str) -> bool:
 
 
 def _user(state: State, user_id: str) -> dict[str, Any]:
-    for u in state["users"]:
-        if u["id"] == user_id:
-            return u
-    raise ToolError(f"no user {user_id!r}; find users with find_user or list_users")
+    return find_record(
+        state["users"], user_id, f"no user {user_id!r}; find users with find_user or list_users"
+    )
 
 
 def _by_id(state: State, table: str, key: str) -> dict[str, Any]:
-    for row in state[table]:
-        if row["id"] == key:
-            return row
-    raise ToolError(f"no {table[:-1]} {key!r}; list_{table} shows the ids")
+    return find_record(state[table], key, f"no {table[:-1]} {key!r}; list_{table} shows the ids")
 
 
 @tool()
@@ -122,10 +118,7 @@ def find_user(state: State, email: str) -> dict[str, Any]:
     Args:
         email: the user's email address, exactly as given.
     """
-    for u in state["users"]:
-        if u["email"] == email:
-            return u
-    raise ToolError(f"no user with email {email!r}")
+    return find_record(state["users"], email, f"no user with email {email!r}", key="email")
 
 
 @tool()

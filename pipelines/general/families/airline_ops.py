@@ -27,7 +27,7 @@ from pipelines.general.family import (
     check_state_hash,
     register_family,
 )
-from pipelines.general.tools import State, tool
+from pipelines.general.tools import State, find_record, tool
 
 _AIRPORTS = ["LIS", "OPO", "MAD", "BCN", "DUB", "EDI", "OSL", "CPH", "VIE", "PRG"]
 _FIRST = ["Ada", "Bo", "Cy", "Dee", "Eli", "Fay", "Gus", "Hana", "Ivo", "Jun", "Kai", "Lea"]
@@ -54,17 +54,11 @@ class AirlineConfig(FamilyConfig):
 
 
 def _res(state: State, reservation_id: str) -> dict[str, Any]:
-    for r in state["reservations"]:
-        if r["id"] == reservation_id:
-            return r
-    raise ToolError(f"no reservation {reservation_id!r}")
+    return find_record(state["reservations"], reservation_id, f"no reservation {reservation_id!r}")
 
 
 def _flight(state: State, flight_id: str) -> dict[str, Any]:
-    for f in state["flights"]:
-        if f["id"] == flight_id:
-            return f
-    raise ToolError(f"no flight {flight_id!r}")
+    return find_record(state["flights"], flight_id, f"no flight {flight_id!r}")
 
 
 def _tier(state: State, r: Mapping[str, Any]) -> str:
@@ -119,10 +113,9 @@ def find_passenger(state: State, email: str) -> dict[str, Any]:
     Args:
         email: the passenger's email, exactly as given.
     """
-    for p in state["passengers"]:
-        if p["email"] == email:
-            return p
-    raise ToolError(f"no passenger with email {email!r}")
+    return find_record(
+        state["passengers"], email, f"no passenger with email {email!r}", key="email"
+    )
 
 
 @tool()

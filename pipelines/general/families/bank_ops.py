@@ -27,7 +27,7 @@ from pipelines.general.family import (
     check_state_hash,
     register_family,
 )
-from pipelines.general.tools import State, tool
+from pipelines.general.tools import State, find_record, tool
 
 _FIRST = ["Ada", "Bo", "Cy", "Dee", "Eli", "Fay", "Gus", "Hana", "Ivo", "Jun", "Kai", "Lea"]
 _LAST = ["Moss", "Nair", "Ortiz", "Park", "Quinn", "Rossi", "Sato", "Tran", "Udo", "Vega"]
@@ -59,10 +59,7 @@ def _eur(cents: int) -> str:
 
 
 def _find(state: State, table: str, key: str) -> dict[str, Any]:
-    for row in state[table]:
-        if row["id"] == key:
-            return row
-    raise ToolError(f"no {table[:-1]} {key!r}")
+    return find_record(state[table], key, f"no {table[:-1]} {key!r}")
 
 
 def _held(state: State, account_id: str) -> int:
@@ -101,10 +98,7 @@ def find_customer(state: State, email: str) -> dict[str, Any]:
     Args:
         email: the customer's email, exactly as given.
     """
-    for c in state["customers"]:
-        if c["email"] == email:
-            return c
-    raise ToolError(f"no customer with email {email!r}")
+    return find_record(state["customers"], email, f"no customer with email {email!r}", key="email")
 
 
 @tool()

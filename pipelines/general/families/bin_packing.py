@@ -28,7 +28,7 @@ from pipelines.general.family import (
     Variant,
     register_family,
 )
-from pipelines.general.tools import State, tool
+from pipelines.general.tools import State, find_record, tool
 
 _GOODS = ["vase", "kettle", "lamp", "drill", "books", "mirror", "printer", "glasses", "rug",
           "speaker", "monitor", "paint", "tiles", "plant pot", "blender", "helmet", "toolbox",
@@ -178,17 +178,13 @@ def _packing_problem(state: State, packing: Packing, order: Sequence[str]) -> st
 
 
 def _box(state: State, box_id: str) -> dict[str, Any]:
-    for b in state["boxes"]:
-        if b["id"] == box_id:
-            return b
-    raise ToolError(f"no open box {box_id!r}; open_box gives ids like 'B1'")
+    return find_record(
+        state["boxes"], box_id, f"no open box {box_id!r}; open_box gives ids like 'B1'"
+    )
 
 
 def _item(state: State, item_id: str) -> dict[str, Any]:
-    for i in state["items"]:
-        if i["id"] == item_id:
-            return i
-    raise ToolError(f"no item {item_id!r}; item ids look like 'I4'")
+    return find_record(state["items"], item_id, f"no item {item_id!r}; item ids look like 'I4'")
 
 
 @tool()
@@ -198,9 +194,9 @@ def list_order_items(state: State, order_id: str) -> list[dict[str, Any]]:
     Args:
         order_id: the order's id, e.g. "O2".
     """
-    order = next((o for o in state["orders"] if o["id"] == order_id), None)
-    if order is None:
-        raise ToolError(f"no order {order_id!r}; order ids look like 'O1'")
+    order = find_record(
+        state["orders"], order_id, f"no order {order_id!r}; order ids look like 'O1'"
+    )
     items = [_item(state, i) for i in order["items"]]
     return items if state["details_in_list"] else [{"id": i["id"], "name": i["name"]}
                                                    for i in items]

@@ -29,7 +29,7 @@ from pipelines.general.family import (
     Variant,
     register_family,
 )
-from pipelines.general.tools import State, tool
+from pipelines.general.tools import State, find_record, tool
 
 _FIRST = ["Ada", "Bo", "Cy", "Dee", "Eli", "Fay", "Gus", "Hana", "Ivo", "Jun", "Kai", "Lea"]
 _LAST = ["Moss", "Nair", "Ortiz", "Park", "Quinn", "Rossi", "Sato", "Tran", "Udo", "Vega"]
@@ -58,10 +58,7 @@ def _hhmm(minutes: int) -> str:
 
 
 def _find(state: State, table: str, key: str) -> dict[str, Any]:
-    for row in state[table]:
-        if row["id"] == key:
-            return row
-    raise ToolError(f"no {table[:-1]} {key!r}")
+    return find_record(state[table], key, f"no {table[:-1]} {key!r}")
 
 
 def _length(doctor: Mapping[str, Any], kind: str) -> int:
@@ -101,10 +98,7 @@ def find_patient(state: State, email: str) -> dict[str, Any]:
     Args:
         email: the patient's email, exactly as given.
     """
-    for p in state["patients"]:
-        if p["email"] == email:
-            return p
-    raise ToolError(f"no patient with email {email!r}")
+    return find_record(state["patients"], email, f"no patient with email {email!r}", key="email")
 
 
 @tool()

@@ -29,7 +29,7 @@ from pipelines.general.family import (
     check_state_hash,
     register_family,
 )
-from pipelines.general.tools import State, tool
+from pipelines.general.tools import State, find_record, tool
 
 _NAMES = ["auth", "billing", "search", "cart", "media", "notify", "ledger", "gateway", "profile",
           "catalog", "reports", "queue", "mailer", "pricing", "sessions", "inventory", "ads",
@@ -109,10 +109,9 @@ def _due(state: State, rules: list[str], scope: Mapping[str, str]) -> dict[str, 
 
 
 def _service(state: State, service_id: str) -> dict[str, Any]:
-    for s in state["services"]:
-        if s["id"] == service_id:
-            return s
-    raise ToolError(f"no service {service_id!r}; list_services shows the ids")
+    return find_record(
+        state["services"], service_id, f"no service {service_id!r}; list_services shows the ids"
+    )
 
 
 def _checked(key: str, value: str | int | bool) -> str | int | bool:

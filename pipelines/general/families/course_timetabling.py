@@ -21,7 +21,7 @@ from pydantic import Field
 from envsynth.errors import ToolError
 from envsynth.schema import Verdict
 from pipelines.general.family import Call, Family, FamilyConfig, TaskDraft, Variant, register_family
-from pipelines.general.tools import State, tool
+from pipelines.general.tools import State, find_record, tool
 
 DAYS = ["Mon", "Tue", "Wed", "Thu", "Fri"]
 _COURSES = ["Algebra", "Botany", "Chemistry", "Databases", "Ethics", "Finance", "Geology",
@@ -132,10 +132,9 @@ def _free_spots(state: State, where: Placement, session: str) -> Iterator[tuple[
 
 
 def _session(state: State, session_id: str) -> dict[str, Any]:
-    for s in state["sessions"]:
-        if s["id"] == session_id:
-            return s
-    raise ToolError(f"no session {session_id!r}; session ids look like 'S4'")
+    return find_record(
+        state["sessions"], session_id, f"no session {session_id!r}; session ids look like 'S4'"
+    )
 
 
 @tool()
@@ -203,10 +202,9 @@ def get_teacher(state: State, teacher_id: str) -> dict[str, Any]:
     Args:
         teacher_id: the teacher's id, e.g. "T2".
     """
-    for t in state["teachers"]:
-        if t["id"] == teacher_id:
-            return t
-    raise ToolError(f"no teacher {teacher_id!r}; teacher ids look like 'T2'")
+    return find_record(
+        state["teachers"], teacher_id, f"no teacher {teacher_id!r}; teacher ids look like 'T2'"
+    )
 
 
 @tool()

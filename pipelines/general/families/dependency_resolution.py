@@ -32,7 +32,7 @@ from pipelines.general.family import (
     Variant,
     register_family,
 )
-from pipelines.general.tools import State, tool
+from pipelines.general.tools import State, find_record, tool
 
 _NAMES = ["arrow", "bolt", "cinder", "delta", "ember", "flint", "glyph", "helix", "ion",
           "jade", "kite", "lumen", "moss", "nova", "onyx", "pixel", "quartz", "rune", "sable",
@@ -187,17 +187,17 @@ def _parse_pins(idx: Mapping[str, Any], pins: list[str]) -> dict[str, str]:
 
 
 def _package(state: State, name: str) -> list[dict[str, Any]]:
-    for p in state["packages"]:
-        if p["name"] == name:
-            return p["versions"]
-    raise ToolError(f"no package {name!r}; list_packages or search_packages show the names")
+    missing = f"no package {name!r}; list_packages or search_packages show the names"
+    return find_record(state["packages"], name, missing, key="name")["versions"]
 
 
 def _meta(state: State, name: str, version: str) -> dict[str, Any]:
-    for row in _package(state, name):
-        if row["version"] == version:
-            return row
-    raise ToolError(f"{name} has no version {version!r}; list_versions shows them")
+    return find_record(
+        _package(state, name),
+        version,
+        f"{name} has no version {version!r}; list_versions shows them",
+        key="version",
+    )
 
 
 @tool()

@@ -34,7 +34,7 @@ from pipelines.general.family import (
     Variant,
     register_family,
 )
-from pipelines.general.tools import State, tool
+from pipelines.general.tools import State, find_record, tool
 
 # name, category, kcal, protein g, sodium mg, cost cents, allergens, vegetarian
 _CATALOG = [
@@ -150,10 +150,9 @@ def _entries(menu: Mapping[str, int]) -> list[str]:
 
 
 def _food(state: State, food_id: str) -> dict[str, Any]:
-    for f in state["foods"]:
-        if f["id"] == food_id:
-            return f
-    raise ToolError(f"no food {food_id!r}; list_foods or search_foods show the ids")
+    return find_record(
+        state["foods"], food_id, f"no food {food_id!r}; list_foods or search_foods show the ids"
+    )
 
 
 def _shown(state: State, food: Mapping[str, Any]) -> dict[str, Any]:

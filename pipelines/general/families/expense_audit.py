@@ -31,7 +31,7 @@ from pipelines.general.family import (
     check_state_hash,
     register_family,
 )
-from pipelines.general.tools import State, tool
+from pipelines.general.tools import State, find_record, tool
 
 REASONS = ("alcohol", "no_preapproval", "missing_receipt", "over_cap")
 _CITIES = {"Boston": (24_000, 8_500), "Denver": (19_000, 7_000), "Austin": (18_000, 7_500),
@@ -73,17 +73,11 @@ class ExpenseConfig(FamilyConfig):
 
 
 def _report(state: State, report_id: str) -> dict[str, Any]:
-    for r in state["reports"]:
-        if r["id"] == report_id:
-            return r
-    raise ToolError(f"no report {report_id!r}; ids look like R02")
+    return find_record(state["reports"], report_id, f"no report {report_id!r}; ids look like R02")
 
 
 def _item(state: State, item_id: str) -> dict[str, Any]:
-    for i in state["items"]:
-        if i["id"] == item_id:
-            return i
-    raise ToolError(f"no line item {item_id!r}; ids look like X014")
+    return find_record(state["items"], item_id, f"no line item {item_id!r}; ids look like X014")
 
 
 def _preapprovals(state: State, report: Mapping[str, Any]) -> list[dict[str, Any]]:

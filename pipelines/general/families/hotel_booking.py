@@ -28,7 +28,7 @@ from pipelines.general.family import (
     check_state_hash,
     register_family,
 )
-from pipelines.general.tools import State, tool
+from pipelines.general.tools import State, find_record, tool
 
 _FIRST = ["Ada", "Bo", "Cy", "Dee", "Eli", "Fay", "Gus", "Hana", "Ivo", "Jun", "Kai", "Lea"]
 _LAST = ["Moss", "Nair", "Ortiz", "Park", "Quinn", "Rossi", "Sato", "Tran", "Udo", "Vega"]
@@ -63,10 +63,7 @@ def _nights(check_in: str, check_out: str) -> list[str]:
 
 
 def _find(state: State, table: str, key: str) -> dict[str, Any]:
-    for row in state[table]:
-        if row["id"] == key:
-            return row
-    raise ToolError(f"no {table[:-1]} {key!r}")
+    return find_record(state[table], key, f"no {table[:-1]} {key!r}")
 
 
 def _room_type(state: State, room_id: str) -> dict[str, Any]:
@@ -122,10 +119,7 @@ def find_guest(state: State, email: str) -> dict[str, Any]:
     Args:
         email: the guest's email, exactly as given.
     """
-    for g in state["guests"]:
-        if g["email"] == email:
-            return g
-    raise ToolError(f"no guest with email {email!r}")
+    return find_record(state["guests"], email, f"no guest with email {email!r}", key="email")
 
 
 @tool()

@@ -30,7 +30,7 @@ from pipelines.general.family import (
     Variant,
     register_family,
 )
-from pipelines.general.tools import State, tool
+from pipelines.general.tools import State, find_record, tool
 
 _CITIES = ["Leeds", "Lille", "Lodz", "Linz", "Lyon", "Lugo", "Luton", "Lund"]
 _GOODS = ["pallet racking", "solar panel", "water heater", "office chair", "bike frame"]
@@ -163,9 +163,7 @@ def receive_po(state: State, po_id: str, qty: int) -> str:
         po_id: the purchase order id, e.g. "PO-7".
         qty: the number of good (undamaged) units received, at least 1.
     """
-    po = next((p for p in state["purchase_orders"] if p["id"] == po_id), None)
-    if po is None:
-        raise ToolError(f"no purchase order {po_id!r}")
+    po = find_record(state["purchase_orders"], po_id, f"no purchase order {po_id!r}")
     if po["status"] != "arrived":
         raise ToolError(f"{po_id} is {po['status']}; only arrived deliveries can be received")
     if not 1 <= qty <= po["qty_ordered"]:
@@ -213,9 +211,7 @@ def cancel_transfer(state: State, transfer_id: str) -> str:
     Args:
         transfer_id: the id the transfer was given, e.g. "T2".
     """
-    t = next((t for t in state["transfers"] if t["id"] == transfer_id), None)
-    if t is None:
-        raise ToolError(f"no transfer {transfer_id!r}")
+    t = find_record(state["transfers"], transfer_id, f"no transfer {transfer_id!r}")
     dst = _row(state, t["to"], t["sku"])
     if dst["on_hand"] < t["qty"]:
         raise ToolError(f"{t['to']} no longer holds the {t['qty']} units to send back")

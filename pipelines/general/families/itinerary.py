@@ -28,7 +28,7 @@ from pipelines.general.family import (
     Variant,
     register_family,
 )
-from pipelines.general.tools import State, tool
+from pipelines.general.tools import State, find_record, tool
 
 _CITIES = ["Lyon", "Porto", "Graz", "Turku", "Ghent", "Split", "Brno", "Cork", "Bergen", "Pecs"]
 _KINDS = {
@@ -89,10 +89,7 @@ def _day_problem(state: State, day: int, stops: list[str]) -> str | None:
 
 
 def _poi(state: State, poi_id: str) -> dict[str, Any]:
-    for p in state["pois"]:
-        if p["id"] == poi_id:
-            return p
-    raise ToolError(f"no place {poi_id!r}; list_pois gives the ids")
+    return find_record(state["pois"], poi_id, f"no place {poi_id!r}; list_pois gives the ids")
 
 
 @tool()

@@ -34,7 +34,7 @@ from pipelines.general.family import (
     Variant,
     register_family,
 )
-from pipelines.general.tools import State, tool
+from pipelines.general.tools import State, find_record, tool
 
 KINDS = ("duplicate", "missing_in_bank", "amount_mismatch", "date_mismatch", "missing_in_ledger")
 _FEE_PREFIX = "BANK FEE"
@@ -176,10 +176,9 @@ def get_ledger_entry(state: State, entry_id: str) -> dict[str, Any]:
     Args:
         entry_id: a ledger id such as "L007".
     """
-    for e in state["ledger"]:
-        if e["id"] == entry_id:
-            return e
-    raise ToolError(f"no ledger entry {entry_id!r}; ledger ids look like L001")
+    return find_record(
+        state["ledger"], entry_id, f"no ledger entry {entry_id!r}; ledger ids look like L001"
+    )
 
 
 @tool()

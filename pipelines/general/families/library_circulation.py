@@ -33,7 +33,7 @@ from pipelines.general.family import (
     copy_state,
     register_family,
 )
-from pipelines.general.tools import State, tool
+from pipelines.general.tools import State, find_record, tool
 
 _TITLES = [("Dune", "Herbert"), ("Emma", "Austen"), ("Ulysses", "Joyce"),
            ("Beloved", "Morrison"), ("Solaris", "Lem"), ("Middlemarch", "Eliot"),
@@ -79,10 +79,9 @@ def _fine(loan: Mapping[str, Any], state: State) -> int:
 
 
 def _member(state: State, member_id: str) -> dict[str, Any]:
-    for m in state["members"]:
-        if m["id"] == member_id:
-            return m
-    raise ToolError(f"no member {member_id!r}; find_member gives ids")
+    return find_record(
+        state["members"], member_id, f"no member {member_id!r}; find_member gives ids"
+    )
 
 
 def _blocked(state: State, member: Mapping[str, Any]) -> bool:
@@ -102,18 +101,12 @@ def _queue(state: State, book_id: str) -> list[dict[str, Any]]:
 
 
 def _copy(state: State, copy_id: str) -> dict[str, Any]:
-    for c in state["copies"]:
-        if c["id"] == copy_id:
-            return c
-    raise ToolError(f"no copy {copy_id!r}; list_copies shows them")
+    return find_record(state["copies"], copy_id, f"no copy {copy_id!r}; list_copies shows them")
 
 
 def _loan(state: State, copy_id: str) -> dict[str, Any]:
     _copy(state, copy_id)
-    for x in state["loans"]:
-        if x["copy_id"] == copy_id:
-            return x
-    raise ToolError(f"copy {copy_id} is not on loan")
+    return find_record(state["loans"], copy_id, f"copy {copy_id} is not on loan", key="copy_id")
 
 
 @tool()
@@ -252,9 +245,12 @@ def shelve_copy(state: State, copy_id: str, hold_for: str | None = None) -> str:
     if hold_for is None:
         copy["status"] = "available"
         return f"{copy_id} shelved"
-    hold = next((h for h in _queue(state, copy["book_id"]) if h["member_id"] == hold_for), None)
-    if hold is None:
-        raise ToolError(f"{hold_for} has no hold on {copy['book_id']}")
+    hold = find_record(
+        _queue(state, copy["book_id"]),
+        hold_for,
+        f"{hold_for} has no hold on {copy['book_id']}",
+        key="member_id",
+    )
     state["holds"].remove(hold)
     copy["status"], copy["held_for"] = "on_hold_shelf", hold_for
     return f"{copy_id} on the hold shelf for {hold_for}"

@@ -26,7 +26,7 @@ from pipelines.general.family import (
     Variant,
     register_family,
 )
-from pipelines.general.tools import State, tool
+from pipelines.general.tools import State, find_record, tool
 
 _FIRST = ["Ada", "Bo", "Cy", "Dee", "Eli", "Fay", "Gus", "Hana", "Ivo", "Jun", "Kai", "Lea",
           "Mo", "Nia", "Oto", "Pia"]
@@ -214,14 +214,11 @@ def cancel_booking(state: State, booking_id: str) -> str:
     Args:
         booking_id: the booking's id, e.g. "N1".
     """
-    for i, b in enumerate(state["bookings"]):
-        if b["id"] == booking_id:
-            if b["owner"] != YOU:
-                raise ToolError(
-                    f"booking {booking_id} belongs to {b['owner']}; you cannot cancel it")
-            del state["bookings"][i]
-            return f"cancelled {booking_id}"
-    raise ToolError(f"no booking {booking_id!r}")
+    b = find_record(state["bookings"], booking_id, f"no booking {booking_id!r}")
+    if b["owner"] != YOU:
+        raise ToolError(f"booking {booking_id} belongs to {b['owner']}; you cannot cancel it")
+    state["bookings"].remove(b)
+    return f"cancelled {booking_id}"
 
 
 # ---- earliest slot ----------------------------------------------------------------------

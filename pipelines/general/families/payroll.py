@@ -32,7 +32,7 @@ from pipelines.general.family import (
     check_state_hash,
     register_family,
 )
-from pipelines.general.tools import State, tool
+from pipelines.general.tools import State, find_record, tool
 
 _FIRST = ["Ada", "Bo", "Cy", "Dee", "Eli", "Fay", "Gus", "Hana", "Ivo", "Jun", "Kai", "Lea"]
 _LAST = ["Moss", "Nair", "Ortiz", "Park", "Quinn", "Rossi", "Sato", "Tran", "Udo", "Vega"]
@@ -88,10 +88,9 @@ def _policy_text(overtime: str) -> dict[str, Any]:
 
 
 def _employee(state: State, employee_id: str) -> dict[str, Any]:
-    for e in state["employees"]:
-        if e["id"] == employee_id:
-            return e
-    raise ToolError(f"no employee {employee_id!r}; ids look like E03")
+    return find_record(
+        state["employees"], employee_id, f"no employee {employee_id!r}; ids look like E03"
+    )
 
 
 @tool()
@@ -196,13 +195,11 @@ def void_entry(state: State, entry_id: str) -> str:
     Args:
         entry_id: the timesheet entry id, e.g. "TS014".
     """
-    for t in state["timesheets"]:
-        if t["id"] == entry_id:
-            if t["status"] == "void":
-                raise ToolError(f"{entry_id} is already void")
-            t["status"] = "void"
-            return f"{entry_id} voided"
-    raise ToolError(f"no timesheet entry {entry_id!r}")
+    t = find_record(state["timesheets"], entry_id, f"no timesheet entry {entry_id!r}")
+    if t["status"] == "void":
+        raise ToolError(f"{entry_id} is already void")
+    t["status"] = "void"
+    return f"{entry_id} voided"
 
 
 # ---- the pay computation (integer cents throughout) ----------------------------------------

@@ -28,7 +28,7 @@ from pipelines.general.family import (
     Variant,
     register_family,
 )
-from pipelines.general.tools import State, tool
+from pipelines.general.tools import State, find_record, tool
 
 _ITEMS = ["bolt-m6", "hinge", "gasket", "cable-tie", "fuse-5a", "washer", "drill-bit", "sealant",
           "bracket", "rivet", "spring", "valve"]
@@ -71,11 +71,10 @@ def _offer(state: State, supplier_id: str, item: str) -> dict[str, Any]:
 
 
 def _supplier(state: State, supplier_id: str) -> dict[str, Any]:
-    for s in state["suppliers"]:
-        if s["id"] == supplier_id:
-            return s
     known = ", ".join(s["id"] for s in state["suppliers"])
-    raise ToolError(f"no supplier {supplier_id!r}; known suppliers: {known}")
+    return find_record(
+        state["suppliers"], supplier_id, f"no supplier {supplier_id!r}; known suppliers: {known}"
+    )
 
 
 def _supplier_cost(supplier: Mapping[str, Any], subtotal: int) -> int:

@@ -27,7 +27,7 @@ from pipelines.general.family import (
     Variant,
     register_family,
 )
-from pipelines.general.tools import State, tool
+from pipelines.general.tools import State, find_record, tool
 
 _WORK = ["survey site", "clear ground", "dig footings", "pour foundation", "frame walls",
          "install roof", "rough plumbing", "rough wiring", "insulate", "hang drywall",
@@ -165,10 +165,7 @@ def _serial_schedule(state: State, order: Sequence[str]) -> dict[str, int]:
 
 
 def _task(state: State, task_id: str) -> dict[str, Any]:
-    for t in state["tasks"]:
-        if t["id"] == task_id:
-            return t
-    raise ToolError(f"no activity {task_id!r}; ids look like 'A3'")
+    return find_record(state["tasks"], task_id, f"no activity {task_id!r}; ids look like 'A3'")
 
 
 @tool()

@@ -23,7 +23,7 @@ from pipelines.general.family import (
     check_state_hash,
     register_family,
 )
-from pipelines.general.tools import State, tool
+from pipelines.general.tools import State, find_record, tool
 
 _FIRST = ["Ada", "Bo", "Cy", "Dee", "Eli", "Fay", "Gus", "Hana", "Ivo", "Jun", "Kai", "Lea"]
 _LAST = ["Moss", "Nair", "Ortiz", "Park", "Quinn", "Rossi", "Sato", "Tran", "Udo", "Vega"]
@@ -43,10 +43,7 @@ class RetailConfig(FamilyConfig):
 
 
 def _order(state: State, order_id: str) -> dict[str, Any]:
-    for o in state["orders"]:
-        if o["id"] == order_id:
-            return o
-    raise ToolError(f"no order {order_id!r}")
+    return find_record(state["orders"], order_id, f"no order {order_id!r}")
 
 
 @tool()
@@ -56,10 +53,7 @@ def find_customer(state: State, email: str) -> dict[str, Any]:
     Args:
         email: the customer's email, exactly as given.
     """
-    for c in state["customers"]:
-        if c["email"] == email:
-            return c
-    raise ToolError(f"no customer with email {email!r}")
+    return find_record(state["customers"], email, f"no customer with email {email!r}", key="email")
 
 
 @tool()
@@ -94,10 +88,7 @@ def get_product(state: State, product_id: str) -> dict[str, Any]:
     Args:
         product_id: the product's id, e.g. "p4".
     """
-    for p in state["products"]:
-        if p["id"] == product_id:
-            return p
-    raise ToolError(f"no product {product_id!r}")
+    return find_record(state["products"], product_id, f"no product {product_id!r}")
 
 
 @tool(writes=True)
@@ -133,9 +124,9 @@ def refund_item(state: State, order_id: str, product_id: str, qty: int) -> str:
         raise ToolError(
             f"order {order_id} is {order['status']}; only delivered orders are refunded"
         )
-    item = next((i for i in order["items"] if i["product_id"] == product_id), None)
-    if item is None:
-        raise ToolError(f"order {order_id} has no item {product_id}")
+    item = find_record(
+        order["items"], product_id, f"order {order_id} has no item {product_id}", key="product_id"
+    )
     done = sum(
         r["qty"]
         for r in state["refunds"]

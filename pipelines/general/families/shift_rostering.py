@@ -20,7 +20,7 @@ from pydantic import Field
 from envsynth.errors import ToolError
 from envsynth.schema import Verdict
 from pipelines.general.family import Call, Family, FamilyConfig, TaskDraft, Variant, register_family
-from pipelines.general.tools import State, tool
+from pipelines.general.tools import State, find_record, tool
 
 DAYS = ["Mon", "Tue", "Wed", "Thu", "Fri"]
 SKILLS = ["forklift", "picking", "first_aid", "supervisor"]
@@ -173,17 +173,15 @@ def _draft_roster(rng: random.Random, state: State, flaws: int) -> None:
 
 
 def _shift(state: State, shift_id: str) -> dict[str, Any]:
-    for s in state["shifts"]:
-        if s["id"] == shift_id:
-            return s
-    raise ToolError(f"no shift {shift_id!r}; shift ids look like 'SH4'")
+    return find_record(
+        state["shifts"], shift_id, f"no shift {shift_id!r}; shift ids look like 'SH4'"
+    )
 
 
 def _employee(state: State, employee_id: str) -> dict[str, Any]:
-    for e in state["employees"]:
-        if e["id"] == employee_id:
-            return e
-    raise ToolError(f"no employee {employee_id!r}; employee ids look like 'E2'")
+    return find_record(
+        state["employees"], employee_id, f"no employee {employee_id!r}; employee ids look like 'E2'"
+    )
 
 
 def _public_shift(s: Mapping[str, Any]) -> dict[str, Any]:

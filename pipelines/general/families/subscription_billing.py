@@ -32,7 +32,7 @@ from pipelines.general.family import (
     check_state_hash,
     register_family,
 )
-from pipelines.general.tools import State, tool
+from pipelines.general.tools import State, find_record, tool
 
 _PLANS = [("starter", 1_900), ("basic", 2_900), ("pro", 9_900), ("team", 24_900),
           ("business", 44_900), ("enterprise", 89_900)]
@@ -86,10 +86,7 @@ def _rules(config_downgrade: str, annual: bool) -> list[str]:
 
 
 def _find(state: State, table: str, key: str, value: str, what: str) -> dict[str, Any]:
-    for row in state[table]:
-        if row[key] == value:
-            return row
-    raise ToolError(f"no {what} {value!r}")
+    return find_record(state[table], value, f"no {what} {value!r}", key=key)
 
 
 def _draft(state: State, invoice_id: str) -> dict[str, Any]:

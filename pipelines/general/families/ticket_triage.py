@@ -30,7 +30,7 @@ from pipelines.general.family import (
     check_state_hash,
     register_family,
 )
-from pipelines.general.tools import State, tool
+from pipelines.general.tools import State, find_record, tool
 
 _KEYWORDS = {
     "billing": ("invoice", "refund", "charge", "payment"),
@@ -144,12 +144,12 @@ def _plan(state: State, targets: list[str], ops: tuple[str, ...]) -> list[Call]:
 
 
 def _ticket(state: State, ticket_id: str, *, editable: bool = True) -> dict[str, Any]:
-    for t in state["tickets"]:
-        if t["id"] == ticket_id:
-            if editable and t["status"] in ("closed", "escalated"):
-                raise ToolError(f"ticket {ticket_id} is {t['status']} and cannot be changed")
-            return t
-    raise ToolError(f"no ticket {ticket_id!r}; list_tickets shows the ids")
+    t = find_record(
+        state["tickets"], ticket_id, f"no ticket {ticket_id!r}; list_tickets shows the ids"
+    )
+    if editable and t["status"] in ("closed", "escalated"):
+        raise ToolError(f"ticket {ticket_id} is {t['status']} and cannot be changed")
+    return t
 
 
 @tool()
@@ -184,10 +184,7 @@ def get_customer(state: State, customer_id: str) -> dict[str, Any]:
     Args:
         customer_id: the customer's id, e.g. "c1".
     """
-    for c in state["customers"]:
-        if c["id"] == customer_id:
-            return c
-    raise ToolError(f"no customer {customer_id!r}")
+    return find_record(state["customers"], customer_id, f"no customer {customer_id!r}")
 
 
 @tool()
@@ -235,9 +232,9 @@ def assign_ticket(state: State, ticket_id: str, agent_id: str) -> str:
         agent_id: the agent's id, e.g. "a2".
     """
     ticket = _ticket(state, ticket_id)
-    agent = next((a for a in state["agents"] if a["id"] == agent_id), None)
-    if agent is None:
-        raise ToolError(f"no agent {agent_id!r}; list_agents shows the ids")
+    agent = find_record(
+        state["agents"], agent_id, f"no agent {agent_id!r}; list_agents shows the ids"
+    )
     if ticket["assignee"] is not None:
         raise ToolError(f"ticket {ticket_id} is already assigned to {ticket['assignee']}")
     ticket["assignee"], ticket["status"] = agent_id, "open"
