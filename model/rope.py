@@ -28,8 +28,9 @@ class Rope:
     """The RoPE tables sliced to the positions of one forward call.
 
     Attributes:
-        cos: (T, d/2) float32.
-        sin: (T, d/2) float32.
+        cos: (T, d/2) float32, or (B, T, d/2) when each row has its own positions (a
+            left-padded batch decoding from a cache).
+        sin: same shape as cos.
     """
 
     cos: torch.Tensor
@@ -44,7 +45,9 @@ class Rope:
         Returns:
             Same shape and dtype as x.
         """
-        cos, sin = (self.cos, self.sin) if x.dim() == 3 else (self.cos[:, None], self.sin[:, None])
+        cos, sin = self.cos, self.sin
+        if x.dim() == 4:
+            cos, sin = cos.unsqueeze(-2), sin.unsqueeze(-2)
         x1, x2 = x.float().chunk(2, dim=-1)
         rotated = torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
         return rotated.to(x.dtype)

@@ -1,0 +1,145 @@
+"""Batched generation from the KV cache, with what GRPO needs recorded per token.
+
+Prompts are left-padded into one batch and prefilled in one cached step; each decoding
+step then feeds one token per row. Per generated token we keep its id, its logprob under
+the kept distribution, the kept set (Keep Sampling Mask) and the MoE routing of the
+forward step that produced it (Keep Routing): expert ids per MoE layer, read at the
+position before the token, which is where the trainer's forward pass predicts it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from model.dispatch import Backend
+from model.errors import ModelInputError
+from model.kv_cache import KVCache, forward_cached
+from model.mla import AttentionMode
+from model.sampling import Sample, SamplingConfig, sample
+from model.transformer import Transformer
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One sequence's completion.
+
+    Attributes:
+        token_ids: generated ids, the stop id included when it was drawn.
+        logprobs: per token, its log-probability under the kept distribution.
+        sampling_mask: per token, the ids the sampler could have drawn, increasing.
+        routing: per token, per MoE layer (in layer order), the expert ids it used.
+        stopped: True if it ended on the stop id, False if it reached max_tokens.
+    """
+
+    token_ids: list[int]
+    logprobs: list[float]
+    sampling_mask: list[list[int]]
+    routing: list[list[list[int]]]
+    stopped: bool
+
+
+@torch.no_grad()
+def generate(
+    model: Transformer,
+    prompts: Sequence[Sequence[int]],
+    *,
+    max_tokens: int,
+    stop_id: int,
+    pad_id: int,
+    sampling: SamplingConfig | None = None,
+    seeds: Sequence[int] | None = None,
+    mode: AttentionMode = "sparse",
+    backend: Backend = "auto",
+) -> list[Generation]:
+    """Continue every prompt until it draws `stop_id` or has `max_tokens` tokens.
+
+    Args:
+        model: the transformer, in eval mode.
+        prompts: token ids per sequence, each non-empty.
+        max_tokens: most tokens to generate per sequence, ≥ 1.
+        stop_id: the id that ends a sequence (`Tokenizer.end_id`).
+        pad_id: the id fed at left padding and after a sequence stopped (never attended).
+        sampling: temperature / top-p / top-k; default plain sampling at temperature 1.
+        seeds: one seed per prompt for its generator; default 0, 1, 2, ….
+        mode: "dense" or "sparse" attention.
+        backend: where the sparse attention runs (see `model.dispatch`).
+
+    Raises:
+        ModelInputError: on an empty prompt, bad max_tokens or seeds, or when the longest
+            prompt plus max_tokens exceeds the model's max_seq_len.
+    """
+    sampling = sampling or SamplingConfig()
+    n = len(prompts)
+    seeds = list(range(n)) if seeds is None else list(seeds)
+    _check(model, prompts, max_tokens, seeds)
+    device = model.embed.weight.device
+    tokens, valid = _left_padded(prompts, pad_id, device)
+    cache = KVCache(model, n, tokens.shape[1] + max_tokens - 1)
+    generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
+    out = [_Draft() for _ in range(n)]
+    step = forward_cached(model, tokens, cache, valid, mode, backend)
+    for t in range(max_tokens):
+        drawn = sample(step.logits[:, -1], sampling, generators)
+        routes = [r[:, -1].tolist() for r in step.routes if r is not None]
+        for row, draft in enumerate(out):
+            if not draft.stopped:
+                draft.add(drawn, row, [r[row] for r in routes], stop_id)
+        if all(d.stopped for d in out) or t == max_tokens - 1:
+            break
+        feed = torch.tensor([[pad_id if d.stopped else d.token_ids[-1]] for d in out])
+        step = forward_cached(model, feed.to(device), cache, None, mode, backend)
+    return [d.finish() for d in out]
+
+
+class _Draft:
+    def __init__(self) -> None:
+        self.token_ids: list[int] = []
+        self.logprobs: list[float] = []
+        self.sampling_mask: list[list[int]] = []
+        self.routing: list[list[list[int]]] = []
+        self.stopped = False
+
+    def add(self, drawn: Sample, row: int, routing: list[list[int]], stop_id: int) -> None:
+        token = int(drawn.tokens[row])
+        self.token_ids.append(token)
+        self.logprobs.append(float(drawn.logprobs[row]))
+        self.sampling_mask.append(drawn.kept[row].nonzero()[:, 0].tolist())
+        self.routing.append(routing)
+        self.stopped = token == stop_id
+
+    def finish(self) -> Generation:
+        return Generation(
+            self.token_ids, self.logprobs, self.sampling_mask, self.routing, self.stopped
+        )
+
+
+def _check(
+    model: Transformer, prompts: Sequence[Sequence[int]], max_tokens: int, seeds: list[int]
+) -> None:
+    if not prompts or any(len(p) == 0 for p in prompts):
+        raise ModelInputError("generate needs at least one prompt, and every prompt a token")
+    if max_tokens < 1:
+        raise ModelInputError(f"max_tokens must be ≥ 1, got {max_tokens}")
+    if len(seeds) != len(prompts):
+        raise ModelInputError(f"{len(seeds)} seeds for {len(prompts)} prompts; give one each")
+    longest = max(len(p) for p in prompts)
+    if longest + max_tokens - 1 > model.args.max_seq_len:
+        raise ModelInputError(
+            f"a prompt of {longest} tokens plus {max_tokens} new ones exceeds max_seq_len "
+            f"{model.args.max_seq_len}; shorten the prompt or lower max_tokens"
+        )
+
+
+def _left_padded(
+    prompts: Sequence[Sequence[int]], pad_id: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(p) for p in prompts)
+    tokens = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    valid = torch.zeros(len(prompts), width, dtype=torch.bool)
+    for row, p in enumerate(prompts):
+        tokens[row, width - len(p) :] = torch.tensor(list(p), dtype=torch.long)
+        valid[row, width - len(p) :] = True
+    return tokens.to(device), valid.to(device)
