@@ -81,7 +81,7 @@ def test_it_drives_the_general_gym(policy: ModelPolicy, task: Task) -> None:
         new = [Message.model_validate(m) for m in json.loads(obs)]
         history += [out.message, *new]
         if terminated or truncated:
-            assert 0.0 <= reward <= 1.0 and "verdict" in info
+            assert 0.0 <= float(reward) <= 1.0 and "verdict" in info
             break
     else:
         raise AssertionError("max_turns=3 should have ended the episode")

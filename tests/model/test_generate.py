@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import pytest
 import torch
 
 from model import ModelArgs, ModelInputError, Transformer
+from model.block import Block
 from model.generate import Generation, generate
 from model.kv_cache import KVCache, forward_cached
 from model.sampling import SamplingConfig
@@ -111,3 +114,18 @@ def test_bad_requests_are_refused(model: Transformer) -> None:
         _run(model, [[1]], max_tokens=0)
     with pytest.raises(ModelInputError, match="mode"):
         forward_cached(model, torch.ones(1, 1, dtype=torch.long), KVCache(model, 1, 4), mode="x")  # type: ignore[arg-type]
+
+
+def test_decoding_projects_only_the_new_token(model: Transformer) -> None:
+    # The O(t) claim: after the prefill, each step runs one token per row through the
+    # layers and reads the rest from the cache.
+    seen: list[tuple[int, ...]] = []
+    block = cast(Block, model.layers[1])
+    hook = block.attn.wq_a.register_forward_hook(
+        lambda _m, args, _out: seen.append(tuple(args[0].shape[:2]))
+    )
+    try:
+        _run(model, [TOK.encode("abc"), TOK.encode("abcdefg")], max_tokens=5, sampling=GREEDY)
+    finally:
+        hook.remove()
+    assert seen == [(2, 7), (2, 1), (2, 1), (2, 1), (2, 1)]
