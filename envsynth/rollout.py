@@ -115,7 +115,8 @@ async def arollout(
             ep = live[i]
             ep.history.append(out.message)
             ep.steps.append(out.step)
-            obs, _reward, terminated, truncated, info = ep.env.step(out.message)
+            action = out.raw_text if out.raw_text is not None else out.message
+            obs, _reward, terminated, truncated, info = ep.env.step(action)
             ep.history.extend(_messages(obs))
             if terminated or truncated:
                 ep.verdict = Verdict.model_validate(info["verdict"])

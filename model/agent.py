@@ -90,24 +90,26 @@ class ModelPolicy:
                 backend=self.backend,
             )
             for i, gen in zip(rows, gens, strict=True):
-                outputs[i] = PolicyOutput(self._message(gen, requests[i]), _record(gen))
+                message, raw = self._message(gen, requests[i])
+                outputs[i] = PolicyOutput(message, _record(gen), raw_text=raw)
         return [o for o in outputs if o is not None]
 
     def _budget(self, sampling: SamplingParams, prompt: list[int]) -> int:
         # Generation may fill the context: the last token drawn is never fed back.
         return min(sampling.max_tokens, self.model.args.max_seq_len - len(prompt) + 1)
 
-    def _message(self, gen: Generation, request: PolicyRequest) -> Message:
+    def _message(self, gen: Generation, request: PolicyRequest) -> tuple[Message, str]:
+        """The parsed message and the text the environment should parse itself."""
         text = self.tokenizer.decode(gen.token_ids)
         turn = sum(m.role == "assistant" for m in request.messages) + 1
         # In thinking mode the prompt opened the reasoning block; parse it as written, so
         # that reasoning never closed is a format error rather than the answer.
         full = THINK_OPEN + text if self.thinking else text
         try:
-            return parse_assistant(full, thinking=self.thinking, turn=turn)
+            return parse_assistant(full, thinking=self.thinking, turn=turn), full
         except ChatFormatError as e:
             log.debug("unparseable completion (%s)", e)
-            return Message(role="assistant", content=text)
+            return Message(role="assistant", content=text), full
 
 
 def _seed(sampling: SamplingParams, row: int) -> int:

@@ -31,10 +31,19 @@ class PolicyRequest:
 
 @dataclass(frozen=True)
 class PolicyOutput:
-    """The assistant's next message and what the backend knows about how it was sampled."""
+    """The assistant's next message and what the backend knows about how it was sampled.
+
+    Attributes:
+        message: the completion parsed into a Message (as well as the backend could).
+        step: token ids, logprobs, sampling masks and routing, where the backend has them.
+        raw_text: the completion as generated, for text backends. Rollouts step environments
+            with it, so that a malformed completion becomes the environment's error
+            observation instead of a silently different action.
+    """
 
     message: Message
     step: StepRecord = field(default_factory=StepRecord)
+    raw_text: str | None = None
 
 
 @runtime_checkable
