@@ -386,6 +386,29 @@ def replay_cmd(
     raise typer.Exit(1)
 
 
+@app.command("serve")
+def serve_cmd(
+    host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(help="weights (.safetensors or torch state dict); default: random tiny model"),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="seed of the random initialisation")] = 0,
+) -> None:
+    """Serve the model over an OpenAI-compatible /v1/chat/completions until interrupted."""
+    from model.serve import build_model, serve
+
+    if checkpoint is None:
+        console.print("[yellow]no --checkpoint: serving a randomly initialised tiny model[/yellow]")
+    model = build_model(checkpoint, seed)
+    console.print(f"serving on http://{host}:{port}/v1 (Ctrl-C stops)")
+    try:
+        serve(model, host=host, port=port, block=True)
+    except KeyboardInterrupt:
+        pass
+
+
 @bench_app.command("synthesis")
 def bench_synthesis(
     envs: Annotated[int, typer.Option(help="environments to generate")] = 1850,
