@@ -32,6 +32,7 @@ from pipelines.general.family import (
     Variant,
     register_family,
 )
+from pipelines.general.names import FIRST_NAMES, LAST_NAMES
 from pipelines.general.tools import State, find_record, tool
 
 _PROJECTS = {
@@ -44,8 +45,8 @@ _PROJECTS = {
 _RESOURCES = [f"{p}/{r}" for p, rs in _PROJECTS.items() for r in rs]
 _ACTIONS = ("read", "write", "delete")
 _ITEMS = [(a, r) for r in _RESOURCES for a in _ACTIONS]
-_FIRST = ["Ada", "Bo", "Cy", "Dee", "Eli", "Fay", "Gus", "Hana", "Ivo", "Jun", "Kai", "Lea"]
-_LAST = ["Moss", "Nair", "Ortiz", "Park", "Quinn", "Rossi", "Sato", "Tran", "Udo", "Vega"]
+_FIRST = list(FIRST_NAMES[:12])
+_LAST = list(LAST_NAMES[:10])
 _ROLE_WORDS = {"read": "viewer", "write": "editor", "delete": "cleaner"}
 
 SEMANTICS = (

@@ -27,11 +27,12 @@ from pipelines.general.family import (
     check_state_hash,
     register_family,
 )
+from pipelines.general.names import FIRST_NAMES, LAST_NAMES
 from pipelines.general.tools import State, find_record, tool
 
 _AIRPORTS = ["LIS", "OPO", "MAD", "BCN", "DUB", "EDI", "OSL", "CPH", "VIE", "PRG"]
-_FIRST = ["Ada", "Bo", "Cy", "Dee", "Eli", "Fay", "Gus", "Hana", "Ivo", "Jun", "Kai", "Lea"]
-_LAST = ["Moss", "Nair", "Ortiz", "Park", "Quinn", "Rossi", "Sato", "Tran", "Udo", "Vega"]
+_FIRST = list(FIRST_NAMES[:12])
+_LAST = list(LAST_NAMES[:10])
 _ROWS = {"business": [1, 2], "economy": [10, 11, 12, 13, 14, 15]}
 _LETTERS = "ABCD"
 _WINDOW = "AD"

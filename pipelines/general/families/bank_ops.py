@@ -27,10 +27,11 @@ from pipelines.general.family import (
     check_state_hash,
     register_family,
 )
+from pipelines.general.names import FIRST_NAMES, LAST_NAMES
 from pipelines.general.tools import State, find_record, tool
 
-_FIRST = ["Ada", "Bo", "Cy", "Dee", "Eli", "Fay", "Gus", "Hana", "Ivo", "Jun", "Kai", "Lea"]
-_LAST = ["Moss", "Nair", "Ortiz", "Park", "Quinn", "Rossi", "Sato", "Tran", "Udo", "Vega"]
+_FIRST = list(FIRST_NAMES[:12])
+_LAST = list(LAST_NAMES[:10])
 _SHOPS = ["GroceryHub", "CityFuel", "StreamFlix", "BookNook", "QuickTaxi", "CafeLuna", "TechMart",
           "PharmaPlus", "GymPro", "AirSnack"]
 _HOLDERS = ["Hotel Aster", "CarRent Go", "CityFuel", "Hotel Birch"]

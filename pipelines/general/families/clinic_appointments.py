@@ -29,10 +29,11 @@ from pipelines.general.family import (
     Variant,
     register_family,
 )
+from pipelines.general.names import FIRST_NAMES, LAST_NAMES
 from pipelines.general.tools import State, find_record, tool
 
-_FIRST = ["Ada", "Bo", "Cy", "Dee", "Eli", "Fay", "Gus", "Hana", "Ivo", "Jun", "Kai", "Lea"]
-_LAST = ["Moss", "Nair", "Ortiz", "Park", "Quinn", "Rossi", "Sato", "Tran", "Udo", "Vega"]
+_FIRST = list(FIRST_NAMES[:12])
+_LAST = list(LAST_NAMES[:10])
 _SPECIALTIES = ["general", "general", "cardiology", "dermatology", "orthopedics"]
 _PLANS = {"Acme PPO": "ppo", "Blue HMO": "hmo", "Civic PPO": "ppo", "Delta HMO": "hmo",
           "self-pay": "none"}

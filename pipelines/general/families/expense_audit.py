@@ -31,6 +31,7 @@ from pipelines.general.family import (
     check_state_hash,
     register_family,
 )
+from pipelines.general.names import FIRST_NAMES, LAST_NAMES
 from pipelines.general.tools import State, find_record, tool
 
 REASONS = ("alcohol", "no_preapproval", "missing_receipt", "over_cap")
@@ -41,8 +42,8 @@ _ALCOHOL = ["Dinner with wine pairing", "Hotel bar tab", "Craft beer tasting", "
             "with client", "Bottle of champagne"]
 _MEALS = ["Breakfast at hotel cafe", "Lunch, sandwich shop", "Dinner with client team",
           "Working lunch", "Airport dinner", "Coffee and pastry", "Room service dinner"]
-_FIRST = ["Ada", "Bo", "Cy", "Dee", "Eli", "Fay", "Gus", "Hana"]
-_LAST = ["Moss", "Nair", "Ortiz", "Park", "Quinn", "Rossi"]
+_FIRST = list(FIRST_NAMES[:8])
+_LAST = list(LAST_NAMES[:6])
 Reason = Literal["alcohol", "no_preapproval", "missing_receipt", "over_cap"]
 _RULES = [
     "Flag each violating line item once, with the first reason that applies in this order:",

@@ -28,10 +28,11 @@ from pipelines.general.family import (
     check_state_hash,
     register_family,
 )
+from pipelines.general.names import FIRST_NAMES, LAST_NAMES
 from pipelines.general.tools import State, find_record, tool
 
-_FIRST = ["Ada", "Bo", "Cy", "Dee", "Eli", "Fay", "Gus", "Hana", "Ivo", "Jun", "Kai", "Lea"]
-_LAST = ["Moss", "Nair", "Ortiz", "Park", "Quinn", "Rossi", "Sato", "Tran", "Udo", "Vega"]
+_FIRST = list(FIRST_NAMES[:12])
+_LAST = list(LAST_NAMES[:10])
 _TYPES = [("STD", "Standard", 2, 90), ("DLX", "Deluxe", 2, 120), ("TRP", "Triple", 3, 130),
           ("FAM", "Family", 4, 160), ("STE", "Suite", 3, 210)]
 _VIEWS = ["city", "garden", "sea"]

@@ -26,11 +26,11 @@ from pipelines.general.family import (
     Variant,
     register_family,
 )
+from pipelines.general.names import FIRST_NAMES, LAST_NAMES
 from pipelines.general.tools import State, find_record, tool
 
-_FIRST = ["Ada", "Bo", "Cy", "Dee", "Eli", "Fay", "Gus", "Hana", "Ivo", "Jun", "Kai", "Lea",
-          "Mo", "Nia", "Oto", "Pia"]
-_LAST = ["Moss", "Nair", "Ortiz", "Park", "Quinn", "Rossi", "Sato", "Tran", "Udo", "Vega"]
+_FIRST = list(FIRST_NAMES[:16])
+_LAST = list(LAST_NAMES[:10])
 _ROOMS = ["Aurora", "Birch", "Cedar", "Delta", "Ember", "Fjord", "Grove", "Harbor", "Iris", "Jade"]
 _KIT = ["projector", "video", "whiteboard"]
 _TOPICS = ["budget review", "design sync", "hiring panel", "roadmap", "incident review",

@@ -31,12 +31,13 @@ from pipelines.general.family import (
     Variant,
     register_family,
 )
+from pipelines.general.names import FIRST_NAMES, LAST_NAMES
 from pipelines.general.tools import State, tool
 
 _REGIONS = {"DE": "EMEA", "FR": "EMEA", "GB": "EMEA", "US": "Americas", "BR": "Americas",
             "CA": "Americas", "JP": "APAC", "IN": "APAC", "AU": "APAC"}
-_FIRST = ["Ada", "Bo", "Cy", "Dee", "Eli", "Fay", "Gus", "Hana", "Ivo", "Jun", "Kai", "Lea", "Mo"]
-_LAST = ["Moss", "Nair", "Ortiz", "Park", "Quinn", "Rossi", "Sato", "Tran", "Udo", "Vega"]
+_FIRST = list(FIRST_NAMES[:13])
+_LAST = list(LAST_NAMES[:10])
 _CATEGORIES = ["audio", "garden", "kitchen", "office", "toys"]
 _MONTHS = ["January", "February", "March", "April", "May", "June"]
 _SCHEMA = {

@@ -32,12 +32,13 @@ from pipelines.general.family import (
     check_state_hash,
     register_family,
 )
+from pipelines.general.names import FIRST_NAMES, LAST_NAMES
 from pipelines.general.tools import State, find_record, tool
 
 _PLANS = [("starter", 1_900), ("basic", 2_900), ("pro", 9_900), ("team", 24_900),
           ("business", 44_900), ("enterprise", 89_900)]
-_FIRST = ["Ada", "Bo", "Cy", "Dee", "Eli", "Fay", "Gus", "Hana", "Ivo", "Jun"]
-_LAST = ["Moss", "Nair", "Ortiz", "Park", "Quinn", "Rossi", "Sato", "Tran"]
+_FIRST = list(FIRST_NAMES[:10])
+_LAST = list(LAST_NAMES[:8])
 LineKind = Literal["plan", "proration_credit", "proration_charge"]
 
 
