@@ -18,7 +18,7 @@ import time
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
-from docker.types import Ulimit
+from docker.types import Mount, Ulimit
 
 from sandbox import reaper
 from sandbox.base import BACKENDS, Sandbox, SandboxError
@@ -130,7 +130,10 @@ class DockerSandbox(Sandbox):
         """Make the sandbox as new (no processes, empty work dir and /tmp, fresh shell).
 
         Returns False when that could not be verified; the caller should then discard it.
+        A work dir that came from the image cannot be made as new in place: always False.
         """
+        if self.spec.workdir_from_image:
+            return False
         try:
             self._request(b"K", b"")
         except (OSError, SandboxError):
@@ -158,6 +161,14 @@ class DockerSandbox(Sandbox):
         spec = self.spec
         disk = f"size={spec.disk_mb}m,nosuid,nodev,exec"
         ncpu = _daemon_cpus(self._client)
+        tmpfs = {"/tmp": f"{disk},mode=1777"}
+        mounts = []
+        if spec.workdir_from_image:
+            # An anonymous volume is filled from the image on first mount, keeps the image's
+            # owners, and is removed with the container (auto-remove and the reaper ask for it).
+            mounts.append(Mount(target=spec.workdir, source=None, type="volume"))
+        else:
+            tmpfs[spec.workdir] = f"{disk},uid=65534,gid=65534,mode=0700"
         try:
             return self._client.containers.run(
                 spec.image,
@@ -168,10 +179,8 @@ class DockerSandbox(Sandbox):
                 init=True,
                 user=USER,
                 read_only=True,
-                tmpfs={
-                    spec.workdir: f"{disk},uid=65534,gid=65534,mode=0700",
-                    "/tmp": f"{disk},mode=1777",
-                },
+                tmpfs=tmpfs,
+                mounts=mounts,
                 shm_size=f"{min(spec.disk_mb, 64)}m",
                 working_dir=spec.workdir,
                 environment={"HOME": spec.workdir, "TMPDIR": "/tmp"},
@@ -289,7 +298,7 @@ def _remove(container: Container) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            container.remove(force=True)
+            container.remove(force=True, v=True)
         except NotFound:
             return
         except APIError as e:

@@ -85,23 +85,25 @@ RECIPES: dict[str, Recipe] = {
         # /opt/py is the kernel backend's interpreter; it sees the system's site-packages.
         Recipe(
             "python",
-            apt=("python3", "python3-venv", "python3-pip", "python3-ipykernel"),
+            apt=("python3", "python3-venv", "python3-pip", "python3-ipykernel", "git"),
             run=(
                 "python3 -m venv --system-site-packages /opt/py",
                 "/opt/py/bin/python -c 'import ipykernel'",
             ),
             env=(f"PATH=/opt/py/bin:{STD_PATH}",),
         ),
-        Recipe("node", apt=("nodejs", "npm"), run=("node --version",)),
+        Recipe("node", apt=("nodejs", "npm", "git"), run=("node --version",)),
         Recipe(
             "go",
             apt=("golang-go", "ca-certificates", "git"),
             env=("GOPATH=/tmp/go", "GOCACHE=/tmp/go-cache", "GOFLAGS=-mod=mod"),
         ),
-        Recipe("java", apt=("default-jdk-headless", "maven"), run=("javac -version",)),
-        Recipe("cpp", apt=("g++", "make", "cmake", "libc6-dev"), run=("g++ --version",)),
+        Recipe("java", apt=("default-jdk-headless", "maven", "git"), run=("javac -version",)),
+        Recipe("cpp", apt=("g++", "make", "cmake", "libc6-dev", "git"), run=("g++ --version",)),
         Recipe(
-            "php", apt=("php-cli", "php-xml", "php-mbstring", "composer"), run=("php --version",)
+            "php",
+            apt=("php-cli", "php-xml", "php-mbstring", "composer", "git"),
+            run=("php --version",),
         ),
     )
 }

@@ -81,7 +81,7 @@ def reap(client: docker.DockerClient) -> list[str]:
         if orphaned(container.labels) is None:
             continue
         try:
-            container.remove(force=True)
+            container.remove(force=True, v=True)  # v: its anonymous work-dir volume too
         except NotFound:
             pass
         except APIError as e:

@@ -18,6 +18,9 @@ class SandboxSpec(BaseModel):
         network: whether the sandbox can reach the network (only when building environments).
         image: container image (Docker backends only).
         workdir: working directory inside the sandbox.
+        workdir_from_image: start the work dir with the image's own content at that path (a
+            repository environment's checkout and dependencies) on a fresh volume that goes
+            with the container, instead of an empty tmpfs. `disk_mb` then caps only /tmp.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -31,6 +34,7 @@ class SandboxSpec(BaseModel):
     network: bool = False
     image: str = "envsynth/base:bookworm"
     workdir: str = "/work"
+    workdir_from_image: bool = False
 
 
 class ExecResult(BaseModel):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import io
 import time
 from collections.abc import Iterator
 
@@ -230,3 +231,30 @@ def test_dead_man_timer_ends_the_container() -> None:
         sb.close()
     with pytest.raises(SandboxError):
         sb.run("true")
+
+
+def test_workdir_from_image_starts_with_the_image_content_and_goes_with_it() -> None:
+    client = docker_client()
+    dockerfile = (
+        f"FROM {SandboxSpec().image}\n"
+        "RUN mkdir -p /work/repo && echo base > /work/repo/a.txt && chown -R 65534:65534 /work\n"
+    )
+    image, _ = client.images.build(fileobj=io.BytesIO(dockerfile.encode()), rm=True)
+    try:
+        spec = SPEC.model_copy(update={"image": image.id, "workdir_from_image": True})
+        with DockerSandbox(spec) as sb:
+            r = sb.run("cat repo/a.txt && echo changed > repo/a.txt && cat repo/a.txt")
+            assert r.stdout == "base\nchanged\n", r
+            assert not sb.reset(), "an image work dir cannot be reset in place"
+            attrs = client.api.inspect_container(sb.container_id)
+            volumes = [m["Name"] for m in attrs["Mounts"] if m["Type"] == "volume"]
+            assert len(volumes) == 1 and "/tmp" in attrs["HostConfig"]["Tmpfs"]
+            first = sb.container_id
+        # A second sandbox of the same image sees the image's content, not the first's edit.
+        with DockerSandbox(spec) as sb:
+            assert sb.run("cat repo/a.txt").stdout == "base\n"
+        left = {c.id for c in client.containers.list(all=True)}
+        assert first not in left and sb.container_id not in left
+        assert volumes[0] not in {v.name for v in client.volumes.list()}, "volume left behind"
+    finally:
+        client.images.remove(image.id, force=True)
