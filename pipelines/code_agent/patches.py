@@ -204,55 +204,27 @@ def _split_sections(text: str) -> tuple[str, list[_Section]]:
         return "", []
     lines = _lines(text)
     starts: list[int] = []
-    old_left = new_left = 0
-    in_git_header = False  # after `diff --git`, before its `---`/`+++` or first hunk
-    hunk_line = 0
+    hunk = _Hunk()
+    in_git_header = False  # after `diff --git`, before its `---`/`+++` pair
     for i, line in enumerate(lines):
         body = line.rstrip("\r\n")
-        if old_left > 0 or new_left > 0:
-            if body.startswith("\\"):
-                continue
-            kind = body[:1] or " "  # an empty line is a context line whose space was trimmed
-            if kind == " ":
-                old_left, new_left = old_left - 1, new_left - 1
-            elif kind == "-":
-                old_left -= 1
-            elif kind == "+":
-                new_left -= 1
-            else:
-                raise PatchError(
-                    f"line {i + 1}: the hunk that starts at line {hunk_line} is shorter than "
-                    f"its header says (found {body[:40]!r}); the patch is truncated or its "
-                    "counts are wrong"
-                )
-            if old_left < 0 or new_left < 0:
-                raise PatchError(
-                    f"line {i + 1}: the hunk that starts at line {hunk_line} is longer than "
-                    "its header says; fix the counts in its @@ line"
-                )
-            continue
-        if body.startswith("diff --git "):
+        if hunk.open:
+            hunk.take(body, i + 1)
+        elif body.startswith("diff --git "):
             starts.append(i)
-            in_git_header = True
+            hunk, in_git_header = _Hunk(), True
         elif body.startswith("--- ") and i + 1 < len(lines) and lines[i + 1].startswith("+++ "):
             if not in_git_header:
                 starts.append(i)
-            in_git_header = False
+            hunk, in_git_header = _Hunk(), False
         elif (m := _HUNK_HEADER.match(body)) and starts:
-            in_git_header = False
-            old_left = 1 if m.group(2) is None else int(m.group(2))
-            new_left = 1 if m.group(4) is None else int(m.group(4))
-            hunk_line = i + 1
-        elif body[:1] in ("+", "-") and starts and not body.startswith("+++ ") and body != "-- ":
-            # `-- ` opens the signature that `git format-patch` appends.
-            raise PatchError(
-                f"line {i + 1}: a changed line outside any hunk ({body[:40]!r}); a hunk is "
-                "longer than its @@ header says, or the patch was edited by hand"
-            )
-    if old_left > 0 or new_left > 0:
+            hunk = _Hunk(m, i + 1)
+        else:
+            hunk.after(body, i + 1)
+    if hunk.open:
         raise PatchError(
             f"line {len(lines)}: the diff ends inside the hunk that starts at line "
-            f"{hunk_line}; the patch is truncated"
+            f"{hunk.header_line}; the patch is truncated"
         )
     if not starts:
         raise PatchError(
@@ -264,6 +236,52 @@ def _split_sections(text: str) -> tuple[str, list[_Section]]:
         _Section(text="".join(lines[a:b]), first_line=a + 1) for a, b in itertools.pairwise(bounds)
     ]
     return "".join(lines[: starts[0]]), sections
+
+
+class _Hunk:
+    """The lines a hunk's `@@ -a,b +c,d @@` header still owes, counted down as they come."""
+
+    def __init__(self, header: re.Match[str] | None = None, line: int = 0):
+        self.header_line = line
+        self.old_left = 0 if header is None else int(header.group(2) or 1)
+        self.new_left = 0 if header is None else int(header.group(4) or 1)
+        self.just_closed = False
+
+    @property
+    def open(self) -> bool:
+        return self.old_left > 0 or self.new_left > 0
+
+    def take(self, body: str, line: int) -> None:
+        """Count one line inside the hunk."""
+        kind = body[:1] or " "  # an empty line is a context line whose space was trimmed
+        if kind == "\\":  # "\ No newline at end of file" counts for neither side
+            return
+        if kind not in " -+":
+            raise PatchError(
+                f"line {line}: the hunk that starts at line {self.header_line} is shorter than "
+                f"its header says (found {body[:40]!r}); the patch is truncated or its "
+                "counts are wrong"
+            )
+        self.old_left -= kind in " -"
+        self.new_left -= kind in " +"
+        if self.old_left < 0 or self.new_left < 0:
+            raise PatchError(
+                f"line {line}: the hunk that starts at line {self.header_line} is longer than "
+                "its header says; fix the counts in its @@ line"
+            )
+        self.just_closed = not self.open
+
+    def after(self, body: str, line: int) -> None:
+        """Check a line outside any hunk: a hunk line right after a closed hunk is not one."""
+        if body.startswith("\\"):
+            return
+        # `-- ` opens the signature that `git format-patch` appends.
+        if self.just_closed and body[:1] in (" ", "+", "-") and body != "-- ":
+            raise PatchError(
+                f"line {line}: the hunk that starts at line {self.header_line} runs on past the "
+                f"length its @@ header gives ({body[:40]!r}); fix the counts"
+            )
+        self.just_closed = False
 
 
 def _read_section(section: _Section) -> FileChange:
