@@ -60,7 +60,10 @@ def missing_commits(repo: Path, shas: Iterable[str]) -> set[str]:
     lines = out.splitlines()
     if len(lines) != len(wanted):
         raise GitError(f"git cat-file in {repo} answered {len(lines)} lines for {len(wanted)}")
-    return {sha for sha, line in zip(wanted, lines, strict=True) if not line.endswith(" commit")}
+    # A found object answers "<sha> commit <size>"; anything else ends in "missing" or
+    # "ambiguous".
+    found = [line.split()[1:2] == ["commit"] for line in lines]
+    return {sha for sha, ok in zip(wanted, found, strict=True) if not ok}
 
 
 def has_commit(repo: Path, sha: str) -> bool:

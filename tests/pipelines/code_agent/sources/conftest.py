@@ -94,6 +94,9 @@ class History:
         return next(p for p in self.pulls if p.number == number)
 
 
+# Why each of the history's five PRs but 7 and 8 makes no candidate (see `History`).
+REJECTIONS = {"not merged": 1, "closes no issue": 1, "closed issues missing or pull requests": 1}
+
 CALC_BUGGY = "def add(a, b):\n    return a - b\n\n\ndef mul(a, b):\n    return a * b\n"
 CALC_FIXED = CALC_BUGGY.replace("a - b", "a + b")
 TEST_MUL = "from src.calc import mul\n\n\ndef test_mul():\n    assert mul(2, 3) == 6\n"

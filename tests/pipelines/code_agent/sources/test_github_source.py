@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from conftest import History, apply_in_worktree
+from conftest import REJECTIONS, History, apply_in_worktree
 
 from envsynth.schema import StageReport
 from pipelines.code_agent.candidate import CodeCandidate
@@ -205,11 +205,7 @@ def test_mines_merged_prs_that_close_issues_across_three_pages(
     pages = [r.query.get("page", ["1"])[0] for r in github.requests if r.path.endswith("/pulls")]
     assert pages == ["1", "2", "3"]
     assert report.items_in == 5 and report.items_out == 2
-    assert report.rejections == {
-        "not merged": 1,
-        "closes no issue": 1,
-        "closed issues missing or pull requests": 1,
-    }
+    assert report.rejections == REJECTIONS
     by_id = {c.instance_id: c for c in found}
     fix = by_id["owner__calc-7"]
     assert fix.base_commit == history.pull(7).base
