@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from conftest import REJECTIONS, History, apply_in_worktree
+from pr_history import REJECTIONS, History, apply_in_worktree
 
 from envsynth.schema import StageReport
 from pipelines.code_agent.candidate import CodeCandidate

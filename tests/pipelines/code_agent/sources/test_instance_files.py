@@ -12,7 +12,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import GitRepo, build_history
+from pr_history import GitRepo, build_history
 
 from pipelines.code_agent.candidate import CodeAgentError
 from pipelines.code_agent.sources.instances import InstanceFileError, read_instances

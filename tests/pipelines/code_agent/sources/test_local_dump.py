@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REJECTIONS, GitRepo, History, apply_in_worktree
+from pr_history import REJECTIONS, GitRepo, History, apply_in_worktree
 
 from envsynth.schema import StageReport
 from pipelines.code_agent.candidate import CodeAgentError
