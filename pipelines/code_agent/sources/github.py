@@ -248,7 +248,10 @@ class GitHubClient:
         if retry_after:
             if retry_after.strip().isdigit():
                 return float(retry_after)
-            when = email.utils.parsedate_to_datetime(retry_after)
+            try:  # HTTP also allows a date here
+                when = email.utils.parsedate_to_datetime(retry_after)
+            except (TypeError, ValueError):
+                return SECONDARY_LIMIT_WAIT
             return max(0.0, when.timestamp() - self._clock())
         reset = response.headers.get("X-RateLimit-Reset")
         if response.headers.get("X-RateLimit-Remaining") == "0" and reset:

@@ -42,7 +42,9 @@ def is_repository(path: Path) -> bool:
         bare = git(path, "rev-parse", "--is-bare-repository").strip() == "true"
         # A subdirectory of some other repository must not count as a mirror.
         top = git(path, "rev-parse", "--absolute-git-dir" if bare else "--show-toplevel")
-    except GitError:
+    except GitError as e:
+        if "dubious ownership" in str(e):
+            raise  # a repository after all; git's message says how to trust it
         return False
     return Path(top.strip()).resolve() == path.resolve()
 

@@ -6,6 +6,7 @@ it are checked by applying them with `git apply` and comparing with the PR's hea
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import json
 import re
@@ -280,12 +281,14 @@ def test_rate_limit_waits_until_the_reset_time(github: FakeGitHub) -> None:
     assert [r.status for r in github.requests[:2]] == [403, 200]
 
 
-def test_retry_after_is_honoured(github: FakeGitHub) -> None:
+def test_retry_after_is_honoured_in_seconds_or_as_a_date(github: FakeGitHub) -> None:
     github.script[f"/repos/{REPO}/issues/3"] = [(429, {"Retry-After": "7"})]
+    date = email.utils.formatdate(NOW + 30, usegmt=True)
+    github.script[f"/repos/{REPO}/issues/5"] = [(403, {"Retry-After": date})]
     sleeps = Sleeps()
     with client_for(github, sleeps) as client:
         assert len(mine(client)) == 2
-    assert sleeps == [7.0]
+    assert sorted(sleeps) == [7.0, 30.0]
 
 
 def test_rate_limit_beyond_max_wait_raises_without_sleeping(github: FakeGitHub) -> None:
@@ -402,3 +405,20 @@ def test_closing_keywords() -> None:
     )
     assert closed_issue_numbers(text, REPO) == [1, 2, 3, 6, 8]
     assert closed_issue_numbers("Fixes#9 prefix #10 fixed", REPO) == []
+
+
+def test_a_missing_issue_is_left_out_of_the_pair(github: FakeGitHub, history: History) -> None:
+    history.issues = [i for i in history.issues if i["number"] != 6]
+    with client_for(github, Sleeps()) as client:
+        found = {c.pull_number: c for c in mine(client)}
+    assert found[8].issue_numbers == [5]
+    assert found[8].problem_statement == "no sub\nplease add sub()"
+
+
+def test_a_plain_403_is_an_access_error_not_a_wait(github: FakeGitHub) -> None:
+    github.script[f"/repos/{REPO}/pulls"] = [(403, {})]
+    sleeps = Sleeps()
+    with client_for(github, sleeps) as client:
+        with pytest.raises(GitHubError, match="403 forbidden"):
+            mine(client)
+    assert sleeps == []

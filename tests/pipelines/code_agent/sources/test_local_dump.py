@@ -192,3 +192,20 @@ def test_a_bare_clone_works_as_well(named: History, tmp_path: Path) -> None:
     found = list(read_local(bare, dump, repo_name="owner/calc"))
     assert [c.pull_number for c in found] == [8, 7]
     assert found[1].patch == list(read_local(named.repo.path, dump))[1].patch
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://example.invalid/owner/calc.git",
+        "https://example.invalid/owner/calc/",
+        "git@example.invalid:owner/calc.git",
+        "ssh://git@example.invalid:2222/owner/calc",
+    ],
+)
+def test_repository_name_from_each_remote_url_form(
+    history: History, tmp_path: Path, url: str
+) -> None:
+    history.repo.git("remote", "add", "origin", url)
+    dump = write_json(tmp_path / "d.json", history.issues, pull_objects(history))
+    assert {c.repo for c in read_local(history.repo.path, dump)} == {"owner/calc"}
