@@ -14,6 +14,12 @@ FAIL_TO_PASS / PASS_TO_PASS:
 | ctest                      | `name`                                        |
 | phpunit                    | `class::method` (`Tests\\Unit\\ParserTest::testParse`) |
 
+For jest, vitest and mocha the two attributes are whatever the reporter's templates made of
+the describe blocks, test title and file: jest-junit's defaults give classname = name =
+"<describe titles> <test title>", vitest gives classname = the test file and name =
+"<describe> > <title>", mocha-junit-reporter gives classname = the test title and name = the
+full title. The id only has to be stable between runs of one recipe, which it is.
+
 Where a framework writes no XML (`go test -json`) it is converted here; `parse_log` reads a
 console summary only when no report exists at all.
 """
@@ -140,9 +146,14 @@ def _status(case: _Case) -> TestStatus:
 
 
 def _pytest_id(case: _Case) -> str:
-    """`path.py::Class::name`: the `file` attribute (xunit1) gives the path when the
-    classname starts with that file's module; otherwise the classname is cut where its
-    capitalised parts (the classes) begin and the rest becomes the path."""
+    """`path.py::Class::name`, pytest's node id.
+
+    The `file` attribute (junit_family=xunit1) gives the path when the classname starts with
+    that file's module. Otherwise (xunit2 writes no `file`; an inherited test's `file` is
+    where the base class lives) the classname is cut where its capitalised parts, the
+    classes, begin and the rest becomes the path, which fails only for directories whose
+    names hold dots or start with a capital.
+    """
     name, classname = case.name, case.classname or ""
     file = (case.file or "").replace("\\", "/")
     module = file[:-3].replace("/", ".") if file.endswith(".py") else None
