@@ -1,0 +1,149 @@
+"""`envsynth train`: run a training config, write the checkpoint and a JSON report.
+
+    envsynth train run --config train.yaml --out runs/tiny
+    envsynth train config > train.yaml          # the default config, to edit
+
+The report holds the config, the data sizes, every step's losses, per-stage wall time and
+the dense-vs-sparse parity on the held-out sets; `parity.md` is its table.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from pydantic import ValidationError
+from rich.console import Console
+
+from envsynth.errors import ConfigError
+from model.training.checkpoint import save_checkpoint
+from model.training.data import TrainingData
+from model.training.loop import StageResult, StepLog, TrainConfig, train
+from model.training.parity import ParityReport, parity
+
+train_app = typer.Typer(help="Train the bundled DSA model (dense, warm-up, sparse, SFT).")
+console = Console(stderr=True)
+
+CHECKPOINT = "model.safetensors"
+REPORT = "report.json"
+
+
+def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """A TrainConfig from a YAML or JSON file (defaults where absent) and top-level overrides."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as e:
+            raise ConfigError(f"cannot read training config {path}: {e}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path} must hold a mapping of TrainConfig fields")
+        raw = loaded
+    raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        return TrainConfig.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(f"invalid training config: {e}") from None
+
+
+def build_report(
+    config: TrainConfig,
+    data: TrainingData,
+    results: list[StageResult],
+    report: ParityReport,
+    seconds: dict[str, float],
+) -> dict[str, Any]:
+    """The JSON report of a run."""
+    return {
+        "config": config.model_dump(mode="json"),
+        "data": {
+            "sft_train_examples": len(data.sft_train),
+            "sft_envs": data.sft_envs,
+            "heldout_examples": {k: len(v) for k, v in data.heldout.items()},
+        },
+        "stages": [
+            {
+                "kind": r.kind,
+                "steps": r.steps,
+                "seconds": r.seconds,
+                "resumed": r.resumed,
+                "first_loss": r.logs[0].loss if r.logs else None,
+                "last_loss": r.logs[-1].loss if r.logs else None,
+                "logs": [log.__dict__ for log in r.logs],
+            }
+            for r in results
+        ],
+        "parity": report.model_dump(mode="json"),
+        "parity_within_target": report.within_target,
+        "seconds": seconds,
+    }
+
+
+def run_training(
+    config: TrainConfig, out_dir: Path, *, resume: bool = False, verbose: bool = True
+) -> dict[str, Any]:
+    """Build the data, train, evaluate parity, and write the checkpoint and report.
+
+    Returns:
+        The report written to out_dir/report.json.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    data = TrainingData.build(config.data)
+    t1 = time.perf_counter()
+
+    def on_step(log: StepLog) -> None:
+        if verbose and (log.step % 10 == 0 or log.step == config.stages[log.stage].steps - 1):
+            parts = [f"loss {log.loss:.4f}"]
+            parts += [f"lm {log.lm:.4f}"] if log.lm is not None else []
+            parts += [f"kl {log.kl:.5f}"] if log.kl is not None else []
+            console.print(
+                f"stage {log.stage} {log.kind} step {log.step} [{log.source}] "
+                + " ".join(parts)
+                + f" ({log.seconds:.2f}s)"
+            )
+
+    model, results = train(config, data, out_dir / "stages", resume=resume, on_step=on_step)
+    t2 = time.perf_counter()
+    report = parity(model, data.heldout, batch_size=config.eval_batch_size)
+    t3 = time.perf_counter()
+    seconds = {"data": t1 - t0, "train": t2 - t1, "parity": t3 - t2, "total": t3 - t0}
+    save_checkpoint(model, out_dir / CHECKPOINT, extra={"config": config.model_dump(mode="json")})
+    full = build_report(config, data, results, report, seconds)
+    (out_dir / REPORT).write_text(json.dumps(full, indent=1))
+    (out_dir / "parity.md").write_text(report.markdown() + "\n")
+    return full
+
+
+@train_app.command("run")
+def run_command(
+    out: Annotated[Path, typer.Option("--out", help="output directory")],
+    config: Annotated[
+        Path | None, typer.Option(help="YAML or JSON TrainConfig (default: the CPU recipe)")
+    ] = None,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
+    seed: Annotated[int | None, typer.Option(help="initialization seed")] = None,
+    resume: Annotated[
+        bool, typer.Option(help="continue after the last finished stage in --out")
+    ] = False,
+) -> None:
+    """Train, then write OUT/model.safetensors, OUT/report.json and OUT/parity.md."""
+    cfg = load_config(config, {"threads": threads, "seed": seed})
+    report = run_training(cfg, out, resume=resume)
+    for stage in report["stages"]:
+        console.print(
+            f"{stage['kind']}: {stage['steps']} steps in {stage['seconds']:.1f}s, "
+            f"loss {stage['first_loss']} → {stage['last_loss']}"
+        )
+    console.print((out / "parity.md").read_text())
+    console.print(f"wrote {out / CHECKPOINT} and {out / REPORT}")
+
+
+@train_app.command("config")
+def config_command() -> None:
+    """Print the default training config as YAML."""
+    typer.echo(yaml.safe_dump(TrainConfig().model_dump(mode="json"), sort_keys=False))
