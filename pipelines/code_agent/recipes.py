@@ -118,14 +118,16 @@ def suite_command(profile: RepoProfile) -> str:
     match profile.test_framework:
         case "pytest":
             # xunit1 adds a `file` attribute, which makes the test ids path::Class::name;
-            # -rA prints the summary that the log fallback reads when no XML was written.
+            # -rA prints the summary that the log fallback reads when no XML was written;
+            # a test module that fails to import (usual before the fix) must not stop the rest.
             return (
                 "python -m pytest -rA -p no:cacheprovider -o junit_family=xunit1 "
-                f"--junitxml={out}/pytest.xml"
+                f"--continue-on-collection-errors --junitxml={out}/pytest.xml"
             )
         case "jest":
             return (
                 f"JEST_JUNIT_OUTPUT_DIR={out} JEST_JUNIT_OUTPUT_NAME=jest.xml "
+                "JEST_JUNIT_CLASSNAME='{filepath}' "
                 "npx --no-install jest --ci --cacheDirectory=/tmp/jest-cache "
                 "--reporters=default --reporters=jest-junit"
             )
@@ -187,6 +189,7 @@ def _python_plan(profile: RepoProfile, root: Path) -> list[Step]:
 
 
 def _javascript_plan(profile: RepoProfile, root: Path) -> list[Step]:
+    deps: tuple[str, ...]
     match profile.build_system:
         case "yarn":
             deps = (
