@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from envsynth.ids import content_hash
@@ -112,6 +113,24 @@ class CodeInstance(Contract):
     fail_to_pass: list[str] = Field(default_factory=list)
     pass_to_pass: list[str] = Field(default_factory=list)
     extra: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def reference(self) -> list[ToolCall]:
+        """The gold patch as calls of the code tools: write it, `git apply` it, submit."""
+        path = ".git/envsynth-gold.diff"  # in the repository, where every backend can write
+        return [
+            ToolCall(
+                id="ref_0",
+                name="create_file",
+                arguments=orjson.dumps({"path": path, "content": self.patch}).decode(),
+            ),
+            ToolCall(
+                id="ref_1",
+                name="shell",
+                arguments=orjson.dumps({"command": f"git apply {path} && rm {path}"}).decode(),
+            ),
+            ToolCall(id="ref_2", name="submit", arguments="{}"),
+        ]
 
 
 class SearchQA(Contract):

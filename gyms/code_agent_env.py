@@ -134,8 +134,8 @@ def _agent_sandbox(backend: str, image: str) -> Sandbox:
         size_mb = sum(m.size for m in tar.getmembers()) // (1 << 20)
     sb = LocalSandbox(SandboxSpec(workdir="/work", disk_mb=max(256, 3 * size_mb + 64)))
     try:
-        sb.put_file("/tmp/repo.tar", data)
-        r = sb.run("tar -xf /tmp/repo.tar -C /work && rm /tmp/repo.tar", 120)
+        sb.put_file("/work/.repo.tar", data)  # files go in and out under the work dir only
+        r = sb.run("tar -xf .repo.tar --no-same-owner -C /work && rm .repo.tar", 120)
         if r.exit_code != 0:
             raise ConfigError(f"could not unpack the repository locally: {r.stderr[-500:]}")
     except BaseException:
