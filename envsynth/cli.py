@@ -147,6 +147,78 @@ def generate_general(
     with _progress() as progress:
         run_id = run_general(cfg, store, progress)
     envs_n, toolsets = store.count_environments(dataset)
+    _print_reports(store, run_id)
+    out.print(
+        f"{store.count_tasks(dataset)} accepted tasks, {envs_n} environments, "
+        f"{toolsets} toolsets in {store.url}"
+    )
+
+
+@generate_app.command("code")
+def generate_code(
+    db: DbOpt = None,
+    dataset: DatasetOpt = "code",
+    instances: Annotated[
+        Path | None, typer.Option(help="SWE-bench-style instance file (JSONL or Parquet)")
+    ] = None,
+    repos_dir: Annotated[
+        Path | None,
+        typer.Option(help="local mirrors: DIR/<owner>__<name> or DIR/<owner>/<name>"),
+    ] = None,
+    github: Annotated[
+        list[str] | None, typer.Option(help="mine owner/name on GitHub (repeatable)")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="most pull requests mined per GitHub repo")] = 50,
+    local_repo: Annotated[
+        Path | None, typer.Option(help="a local git repository with an issue/PR dump")
+    ] = None,
+    dump: Annotated[Path | None, typer.Option(help="JSON/JSONL dump of issues and PRs")] = None,
+    repo_name: Annotated[
+        str | None, typer.Option(help="owner/name of --local-repo (default: its remote)")
+    ] = None,
+    runs: Annotated[int, typer.Option(help="repeats of every test state")] = 3,
+    judge_policy: Annotated[
+        str | None, typer.Option(help="policy of the optional LLM judge filter")
+    ] = None,
+    repair_policy: Annotated[
+        str | None, typer.Option(help="policy of the setup agent's repair loop")
+    ] = None,
+    policy_arg: PolicyArgOpt = None,
+) -> None:
+    """Generate code-agent tasks from issue–PR pairs, accepted on JUnit F2P > 0 and P2F = 0."""
+    from pipelines.code_agent.filters import FilterConfig
+    from pipelines.code_agent.pipeline import CodeConfig, run_code
+    from pipelines.code_agent.sources import collect_candidates
+
+    candidates, sources = collect_candidates(
+        instances=instances,
+        repos_dir=repos_dir,
+        github=github or [],
+        limit=limit,
+        local_repo=local_repo,
+        dump=dump,
+        repo_name=repo_name,
+    )
+    cfg = CodeConfig(
+        dataset=dataset,
+        runs=runs,
+        filters=FilterConfig(judge=judge_policy is not None),
+        judge_policy=judge_policy,
+        repair_policy=repair_policy,
+        policy_options=_policy_args(policy_arg),
+    )
+    store = _store(db)
+    with _progress() as progress:
+        run_id = run_code(cfg, candidates, store, sources=sources, progress=progress)
+    _print_reports(store, run_id)
+    rejected = store.rejections(dataset)
+    out.print(
+        f"{store.count_tasks(dataset)} accepted of {len(candidates)} candidates in {store.url}"
+        + (f"; refused: {', '.join(f'{k}: {v}' for k, v in rejected.items())}" if rejected else "")
+    )
+
+
+def _print_reports(store: Any, run_id: str) -> None:
     table = Table(title=f"run {run_id}")
     for col in ("stage", "in", "out", "rejections"):
         table.add_column(col)
@@ -158,17 +230,15 @@ def generate_general(
             ", ".join(f"{k}: {v}" for k, v in r.rejections.items()) or "–",
         )
     out.print(table)
-    out.print(
-        f"{store.count_tasks(dataset)} accepted tasks, {envs_n} environments, "
-        f"{toolsets} toolsets in {store.url}"
-    )
 
 
 @app.command("export")
 def export_cmd(
     out_path: Annotated[Path, typer.Option("--out", help="output file")],
     db: DbOpt = None,
-    fmt: Annotated[str, typer.Option("--format", help="jsonl or parquet")] = "jsonl",
+    fmt: Annotated[
+        str, typer.Option("--format", help="jsonl, parquet or swebench (code tasks)")
+    ] = "jsonl",
     dataset: Annotated[str | None, typer.Option(help="dataset (default: all)")] = None,
 ) -> None:
     """Export accepted tasks, one row per task."""

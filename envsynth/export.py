@@ -1,4 +1,4 @@
-"""Exports to JSONL and Parquet, and import of JSONL back into a store.
+"""Exports to JSONL, Parquet and SWE-bench JSONL, and import of JSONL back into a store.
 
 One row per accepted task. `tools` (a list of OpenAI function schemas) and `payload` are
 JSON text: their JSON Schemas differ from task to task, and a column of heterogeneous
@@ -19,10 +19,11 @@ import pyarrow.parquet as pq
 from pydantic import ValidationError
 
 from envsynth.errors import ConfigError, ImportFormatError
-from envsynth.schema import Task
+from envsynth.ids import content_hash
+from envsynth.schema import CodeInstance, Task
 from envsynth.store import Store
 
-Format = Literal["jsonl", "parquet"]
+Format = Literal["jsonl", "parquet", "swebench"]
 
 SCHEMA = pa.schema(
     [
@@ -87,9 +88,47 @@ def row_task(row: dict[str, Any]) -> Task:
     )
 
 
-def _rows(store: Store, dataset: str | None) -> Iterator[dict[str, Any]]:
+def swebench_row(task: Task) -> dict[str, Any]:
+    """An accepted code task as a SWE-bench instance, plus envsynth's own fields.
+
+    `FAIL_TO_PASS` / `PASS_TO_PASS` are JSON-encoded lists of test ids, as in SWE-bench's
+    published datasets; `environment_setup_commit` falls back to the base commit. Ours:
+    `envsynth_task_id`, `image` (the instance image), `env_image`, `recipe` (the set-up
+    recipe, as JSON text) and `recipe_hash`.
+    """
+    payload = task.payload
+    if not isinstance(payload, CodeInstance):
+        raise ConfigError(f"task {task.id} is a {task.kind} task; SWE-bench rows are code tasks")
+    extra = payload.extra
+    recipe = extra.get("recipe") or {}
+    return {
+        "instance_id": extra.get("instance_id") or task.id,
+        "repo": payload.repo,
+        "base_commit": payload.base_commit,
+        "patch": payload.patch,
+        "test_patch": payload.test_patch,
+        "problem_statement": payload.problem_statement,
+        "hints_text": extra.get("hints_text", ""),
+        "created_at": extra.get("created_at", ""),
+        "version": extra.get("version", ""),
+        "FAIL_TO_PASS": orjson.dumps(payload.fail_to_pass).decode(),
+        "PASS_TO_PASS": orjson.dumps(payload.pass_to_pass).decode(),
+        "environment_setup_commit": extra.get("environment_setup_commit") or payload.base_commit,
+        "envsynth_task_id": task.id,
+        "image": extra.get("image", ""),
+        "env_image": extra.get("env_image", ""),
+        "recipe": orjson.dumps(recipe, option=orjson.OPT_SORT_KEYS).decode(),
+        "recipe_hash": content_hash(recipe) if recipe else "",
+    }
+
+
+def _rows(store: Store, dataset: str | None, fmt: Format = "jsonl") -> Iterator[dict[str, Any]]:
+    kind = "code" if fmt == "swebench" else None
     for task in store.iter_tasks(dataset=dataset, accepted=True):
-        yield task_row(task)
+        if kind is None:
+            yield task_row(task)
+        elif task.kind == kind:
+            yield swebench_row(task)
 
 
 def export(store: Store, out: str | Path, fmt: Format, dataset: str | None = None) -> int:
@@ -98,9 +137,9 @@ def export(store: Store, out: str | Path, fmt: Format, dataset: str | None = Non
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".partial")
     n = 0
-    if fmt == "jsonl":
+    if fmt in ("jsonl", "swebench"):
         with tmp.open("wb") as f:
-            for row in _rows(store, dataset):
+            for row in _rows(store, dataset, fmt):
                 f.write(orjson.dumps(row) + b"\n")
                 n += 1
     elif fmt == "parquet":
@@ -115,7 +154,7 @@ def export(store: Store, out: str | Path, fmt: Format, dataset: str | None = Non
                 writer.write_table(pa.Table.from_pylist(batch, SCHEMA))
                 n += len(batch)
     else:
-        raise ConfigError(f"unknown export format {fmt!r}; use jsonl or parquet")
+        raise ConfigError(f"unknown export format {fmt!r}; use jsonl, parquet or swebench")
     tmp.replace(out)
     return n
 

@@ -5,6 +5,7 @@
 - `instances`: SWE-bench-style instance files paired with local repository mirrors.
 """
 
+from pipelines.code_agent.sources.collect import collect_candidates
 from pipelines.code_agent.sources.github import (
     GitHubAuthError,
     GitHubClient,
@@ -17,6 +18,7 @@ from pipelines.code_agent.sources.instances import InstanceFileError, read_insta
 from pipelines.code_agent.sources.local_dump import DumpFormatError, read_local
 
 __all__ = [
+    "collect_candidates",
     "DumpFormatError",
     "GitHubAuthError",
     "GitHubClient",
