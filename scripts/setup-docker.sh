@@ -30,6 +30,7 @@ if ! docker info >/dev/null 2>&1; then
   fi
 fi
 
-# Each image is built only when no image of its current recipe exists. The code-agent tests run repositories in Python, JavaScript and Go: build those toolchains
-# here, once, rather than inside a test's time limit.
+# Each image is built only when no image of its current recipe exists. The code-agent tests
+# run repositories in Python, JavaScript and Go: build those toolchains here, once, rather
+# than inside a test's time limit.
 python3 -m envsynth images build base python node go
