@@ -52,6 +52,7 @@ class TestRun(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid")
+    __test__ = False  # not a pytest test class, despite the name
 
     results: dict[str, TestStatus] = Field(default_factory=dict)
     source: str = "none"
