@@ -81,6 +81,7 @@ class InstanceResult(BaseModel):
     env_cached_s: float = 0.0
     raw_suite_s: float = 0.0
     validation_s: float = 0.0
+    suite_in_validation_s: float = 0.0
     runs: int = 0
     accepted: bool = False
     fail_to_pass: list[str] = Field(default_factory=list)
@@ -102,15 +103,15 @@ def _derive(result: InstanceResult) -> InstanceResult:
     - ratio_issue: validation / (raw suite × runs), the issue's form (target ≤ 3);
     - ratio_per_run: validation / (raw suite × runs × 3 states): one sandboxed run over the
       suite alone;
-    - overhead_per_run_s: the fixed cost of one validation run beyond the suite (sandbox
-      start, patches, reading reports).
+    - overhead_per_run_s: the cost of one validation run beyond its test command (sandbox
+      start, patches, reading reports): validation minus the test commands' own time.
     """
     n = result.runs * 3
     result.disk_mb = result.instance_image_mb - result.env_image_mb
     if result.raw_suite_s > 0 and n:
         result.ratio_issue = result.validation_s / (result.raw_suite_s * result.runs)
         result.ratio_per_run = result.ratio_issue / 3
-        result.overhead_per_run_s = (result.validation_s - result.raw_suite_s * n) / n
+        result.overhead_per_run_s = (result.validation_s - result.suite_in_validation_s) / n
     return result
 
 
@@ -223,6 +224,7 @@ def measure_instance(repo: DemoRepo, tmp: Path, runs: int, log: Log) -> Instance
         lambda: validate(partial(run_suite, image, recipe), repo.test_patch, repo.patch, runs)
     )
     outcome = validation.outcome
+    result.suite_in_validation_s = sum(r.duration_s for rs in validation.runs.values() for r in rs)
     result.accepted = validation.accepted
     result.fail_to_pass, result.pass_to_pass = outcome.fail_to_pass, len(outcome.pass_to_pass)
     result.tests = len(validation.runs["gold"][0].results) if validation.runs.get("gold") else 0
