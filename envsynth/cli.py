@@ -456,6 +456,23 @@ def replay_cmd(
     raise typer.Exit(1)
 
 
+@app.command(
+    "train",
+    context_settings={
+        "allow_extra_args": True,
+        "ignore_unknown_options": True,
+        "help_option_names": [],
+    },
+    add_help_option=False,
+)
+def train_cmd(ctx: typer.Context) -> None:
+    """Train the bundled DSA model: `envsynth train run|config …` (see `envsynth train --help`)."""
+    # A pass-through, so that torch is imported only when training is asked for.
+    from model.training.cli import train_app
+
+    train_app(args=ctx.args, prog_name="envsynth train")
+
+
 @app.command("serve")
 def serve_cmd(
     host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.0.1",
