@@ -250,3 +250,73 @@ GO_FIX = {
 
 def go_pair(root: Path, name: str = "acme/mathx") -> Pair:
     return make_pair(root, name, GO_BASE, GO_FIX, ("**/*_test.go",))
+
+
+def make_series(
+    root: Path,
+    name: str,
+    base_files: dict[str, str],
+    fixes: list[dict[str, str]],
+    test_paths: tuple[str, ...],
+) -> list[Pair]:
+    """A repository whose fixes land one after the other, as a project's issues do.
+
+    Pair i is fix i on top of fix i-1 (pair 0 on the base): its `base` is the commit before
+    its fix, so consecutive instances have base commits one apart.
+    """
+    repo = root / name.replace("/", "__")
+    repo.mkdir(parents=True)
+    git(repo, "init", "-q", "-b", "main")
+    write(repo, base_files)
+    before = commit(repo, "base")
+    pairs = []
+    for i, files in enumerate(fixes, 1):
+        write(repo, files)
+        after = commit(repo, f"fix {i}")
+        excluded = [f":(exclude,glob){p}" for p in test_paths]
+        patch = git(repo, "diff", before, after, "--", ".", *excluded)
+        test_patch = git(repo, "diff", before, after, "--", *[f":(glob){p}" for p in test_paths])
+        pairs.append(Pair(repo, name, before, after, patch, test_patch))
+        before = after
+    return pairs
+
+
+CALC_SERIES = """
+    def add(a, b):
+        return {add}
+
+
+    def sub(a, b):
+        return a - b
+
+
+    def mul(a, b):
+        return {mul}
+    """
+ADD_BUG, MUL_BUG = "a - b  # the bug of the first issue", "a + b  # the bug of the second issue"
+PY_SERIES_BASE = {**PY_BASE, "calc/__init__.py": CALC_SERIES.format(add=ADD_BUG, mul=MUL_BUG)}
+PY_SERIES_FIXES = [
+    {
+        "calc/__init__.py": CALC_SERIES.format(add="a + b", mul=MUL_BUG),
+        "tests/test_add.py": PY_NEW_TEST["tests/test_add.py"],
+    },
+    {
+        "calc/__init__.py": CALC_SERIES.format(add="a + b", mul="a * b"),
+        "tests/test_mul.py": """
+            from calc import mul
+
+
+            def test_mul():
+                assert mul(3, 4) == 12
+            """,
+    },
+]
+
+
+def python_series(root: Path, name: str = "acme/calc-series") -> list[Pair]:
+    """Two Python issues in a row: `add` subtracts (fixed first), then `mul` adds.
+
+    Pair 0: F2P = tests/test_add.py::test_add. Pair 1 (based on pair 0's fix):
+    F2P = tests/test_mul.py::test_mul; P2P = test_add, test_add_zero and test_sub.
+    """
+    return make_series(root, name, PY_SERIES_BASE, PY_SERIES_FIXES, ("tests/**",))
