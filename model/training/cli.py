@@ -147,3 +147,7 @@ def run_command(
 def config_command() -> None:
     """Print the default training config as YAML."""
     typer.echo(yaml.safe_dump(TrainConfig().model_dump(mode="json"), sort_keys=False))
+
+
+if __name__ == "__main__":
+    train_app()

@@ -39,7 +39,7 @@ class DataConfig(BaseModel):
     seed: int = 0
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
     retrieval_near: RetrievalConfig | None = Field(
-        default_factory=lambda: RetrievalConfig(min_distance=8, max_distance=48)
+        default_factory=lambda: RetrievalConfig(n_queries=4, min_distance=8, max_distance=64)
     )
     heldout_retrieval: int = Field(64, ge=1)
     sft: DistillConfig | None = Field(default_factory=DistillConfig)

@@ -3,11 +3,12 @@
 The model's forward returns logits, routes and the selected keys, not attention
 probabilities, and in dense mode it never runs the indexer. `AttentionProbe` hooks each
 `MLA` module and, from the layer's own input, recomputes (without gradient) the main
-attention scores over the keys that layer read — every visible key in dense mode, its
-selected top-k in sparse mode — and runs the indexer on a detached copy of the input, so
-that the indexer is trained only by its KL and the main model never by it (seed 000, §4:
-"they detach the indexer input from the computational graph"). Nothing in `model/`
-changes; the cost is one more projection and indexer pass per layer.
+attention scores over the keys that layer read — every visible key in dense mode, only
+its selected top-k in sparse mode, gathered so that the sparse stage stays O(T·k) — and
+runs the indexer on a detached copy of the input, so that the indexer is trained only by
+its KL and the main model never by it (seed 000, §4: "they detach the indexer input from
+the computational graph"). Nothing in `model/` changes; the cost is one more projection
+and indexer pass per layer.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch
 from torch.utils.hooks import RemovableHandle
 
 from model.block import Block
+from model.indexer import IndexerState
 from model.mla import MLA, AttentionOutput, Projection
 from model.rope import Rope
 from model.training.losses import attention_target
@@ -29,19 +31,25 @@ from model.transformer import Transformer
 
 @dataclass(frozen=True)
 class LayerAttention:
-    """One layer's indexer-loss inputs.
+    """One layer's indexer-loss inputs, over S key columns per query.
+
+    In dense mode the columns are the positions 0…T-1 (S = T); in sparse mode they are the
+    query's selected keys, column k being position `keys[b, t, k]` (S = top-k), so that the
+    sparse stage never builds a T×T matrix.
 
     Attributes:
-        target: (B, T, T) float32, main attention over `allowed` summed over heads and
+        target: (B, T, S) float32, main attention over `allowed` summed over heads and
             L1-normalized; no gradient.
-        index_logits: (B, T, T) float32 indexer logits, -inf where s > t; differentiable
-            in the indexer's parameters only.
-        allowed: (B, T, T) bool, the keys the main attention read.
+        index_logits: (B, T, S) float32 indexer logits, -inf outside `allowed`;
+            differentiable in the indexer's parameters only.
+        allowed: (B, T, S) bool, the keys the main attention read.
+        keys: (B, T, S) int64 key positions of the columns in sparse mode, else None.
     """
 
     target: torch.Tensor
     index_logits: torch.Tensor
     allowed: torch.Tensor
+    keys: torch.Tensor | None = None
 
 
 def attention_scores(attn: MLA, p: Projection) -> torch.Tensor:
@@ -53,11 +61,33 @@ def attention_scores(attn: MLA, p: Projection) -> torch.Tensor:
     return torch.einsum("bthd,bshd->bhts", q.float(), k.float()) * attn.softmax_scale
 
 
-def selected_mask(indices: torch.Tensor, n_keys: int) -> torch.Tensor:
-    """(B, T, K) int32 selected keys, -1-padded → (B, T, n_keys) bool."""
-    slots = torch.where(indices >= 0, indices, n_keys).long()
-    allowed = torch.zeros(*indices.shape[:2], n_keys + 1, dtype=torch.bool, device=indices.device)
-    return allowed.scatter_(-1, slots, True)[..., :n_keys]
+def gather_keys(values: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """values (B, S, D) at keys (B, T, K) → (B, T, K, D)."""
+    rows = torch.arange(values.shape[0], device=values.device)[:, None, None]
+    return values[rows, keys]
+
+
+def selected_scores(attn: MLA, p: Projection, keys: torch.Tensor) -> torch.Tensor:
+    """Every head's scaled q·k at the selected keys only, in the absorbed form of
+    `MLA.sparse` (the same scores as `attention_scores` at those keys).
+
+    Args:
+        keys: (B, T, K) int64 key positions (padding may point anywhere valid).
+
+    Returns:
+        (B, H, T, K) float32.
+    """
+    w = attn.wkv_b.weight.view(attn.n_heads, attn.nope + attn.v_dim, attn.kv_rank)
+    q = torch.cat([torch.einsum("bthd,hdc->bthc", p.q_nope, w[:, : attn.nope]), p.q_pe], dim=-1)
+    kv = gather_keys(torch.cat([p.latent, p.k_pe], dim=-1), keys)
+    return torch.einsum("bthc,btkc->bhtk", q.float(), kv.float()) * attn.softmax_scale
+
+
+def selected_index_logits(state: IndexerState, keys: torch.Tensor) -> torch.Tensor:
+    """I(t, s) = Σ_j w(t, j)·ReLU(q(t, j)·k(s)) at the selected keys. Returns (B, T, K)."""
+    k = gather_keys(state.k.float(), keys)
+    scores = torch.einsum("bthd,btkd->bthk", state.q.float(), k).relu()
+    return (scores * state.weights.float()[..., None]).sum(dim=2)
 
 
 def causal_mask(batch: int, t: int, device: torch.device) -> torch.Tensor:
@@ -108,10 +138,17 @@ class AttentionProbe:
         x = x.detach()
         with torch.no_grad():
             p = attn.project(x, rope)
-            if output.indices is None:
-                allowed = causal_mask(b, t, x.device)
-            else:
-                allowed = selected_mask(output.indices, t) & causal_mask(b, t, x.device)
-            target = attention_target(attention_scores(attn, p), allowed)
-        index_logits = attn.indexer.logits(attn.indexer(x, p.qr, rope))
-        self.layers.append(LayerAttention(target, index_logits, allowed))
+        state = attn.indexer(x, p.qr, rope)
+        if output.indices is None:
+            allowed = causal_mask(b, t, x.device)
+            with torch.no_grad():
+                target = attention_target(attention_scores(attn, p), allowed)
+            self.layers.append(LayerAttention(target, attn.indexer.logits(state), allowed))
+            return
+        keys = output.indices.long()
+        allowed = keys >= 0
+        keys = keys.clamp(min=0)
+        with torch.no_grad():
+            target = attention_target(selected_scores(attn, p, keys), allowed)
+        logits = selected_index_logits(state, keys).masked_fill(~allowed, float("-inf"))
+        self.layers.append(LayerAttention(target, logits, allowed, keys))

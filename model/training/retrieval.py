@@ -1,9 +1,9 @@
 """Long-range key→value retrieval: the task that needs sparse attention to find far tokens.
 
-A sequence is a run of random `key:value;` pairs with distinct keys, then a few queries
-`?key:value;`. Each queried value is a target; its pair lies at least `min_distance`
-tokens before the answer, several times the indexer's top-k, so the answer is reachable
-only if the indexer selects that far token (the seed 002 summary: "long-range retrieval
+A sequence is a run of random `keyvalue;` pairs (letters, then digits) with distinct keys,
+then a few queries `?keyvalue;`. Each queried value is a target; its pair lies at least
+`min_distance` tokens before the answer, several times the indexer's top-k, so the answer
+is reachable only if the indexer selects that far token (the seed 002 summary: "long-range retrieval
 remains content-dependent rather than a fixed window"). Item i of a split is drawn from
 its own seeded generator (seed, split, i), so any item regenerates alone and the train
 and held-out streams never share an item.
@@ -21,7 +21,7 @@ from envsynth.errors import ConfigError
 from model.tokenizer import Tokenizer
 from model.training.examples import Example
 
-KEY_ALPHABET = string.ascii_lowercase
+KEY_ALPHABET = string.ascii_letters
 VALUE_ALPHABET = string.digits
 
 
@@ -40,8 +40,8 @@ class RetrievalConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    seq_len: int = Field(384, ge=16)
-    n_queries: int = Field(4, ge=1)
+    seq_len: int = Field(448, ge=16)
+    n_queries: int = Field(16, ge=1)
     key_len: int = Field(2, ge=1)
     value_len: int = Field(2, ge=1)
     min_distance: int = Field(256, ge=1)
@@ -49,11 +49,11 @@ class RetrievalConfig(BaseModel):
 
     @property
     def pair_len(self) -> int:
-        return self.key_len + self.value_len + 2  # key ':' value ';'
+        return self.key_len + self.value_len + 1  # key value ';'
 
     @property
     def query_len(self) -> int:
-        return self.pair_len + 1  # '?' key ':' value ';'
+        return self.pair_len + 1  # '?' key value ';'
 
     @property
     def n_pairs(self) -> int:
@@ -70,12 +70,15 @@ class RetrievalConfig(BaseModel):
             raise ConfigError(f"retrieval: key_len {self.key_len} cannot give {self.n_pairs} keys")
         if self.max_distance is not None and self.max_distance < self.min_distance:
             raise ConfigError("retrieval: max_distance must be at least min_distance")
+        # Query q picks a pair no earlier query took, so it needs q+1 eligible pairs. The
+        # eligible sets only grow with q when max_distance is None; otherwise ask for more.
+        need = self.n_queries if self.max_distance is not None else 1
         for q in range(self.n_queries):
-            if len(_eligible(self, q)) < self.n_queries:
+            if len(_eligible(self, q)) < max(need, q + 1):
                 raise ConfigError(
-                    f"retrieval: query {q} has fewer than {self.n_queries} pairs at distance "
-                    f"{self.min_distance}…{self.max_distance or 'any'}; raise seq_len or "
-                    "loosen the distances"
+                    f"retrieval: query {q} has too few pairs at distance "
+                    f"{self.min_distance}…{self.max_distance or 'any'}; raise seq_len, lower "
+                    "n_queries or loosen the distances"
                 )
         return self
 
@@ -112,12 +115,12 @@ class RetrievalItem:
 
 
 def _answer_pos(config: RetrievalConfig, q: int) -> int:
-    # BOS, the pairs, q earlier queries, then '?' key ':'.
-    return 1 + config.n_pairs * config.pair_len + q * config.query_len + 1 + config.key_len + 1
+    # BOS, the pairs, q earlier queries, then '?' key.
+    return 1 + config.n_pairs * config.pair_len + q * config.query_len + 1 + config.key_len
 
 
 def _value_pos(config: RetrievalConfig, slot: int) -> int:
-    return 1 + slot * config.pair_len + config.key_len + 1
+    return 1 + slot * config.pair_len + config.key_len
 
 
 def _eligible(config: RetrievalConfig, q: int) -> list[int]:
@@ -145,8 +148,8 @@ def retrieval_item(config: RetrievalConfig, seed: int, split: str, index: int) -
     slots: list[int] = []
     for q in range(config.n_queries):
         slots.append(rng.choice([j for j in _eligible(config, q) if j not in slots]))
-    text = "".join(f"{k}:{v};" for k, v in zip(keys, values, strict=True))
-    text += "".join(f"?{keys[j]}:{values[j]};" for j in slots)
+    text = "".join(f"{k}{v};" for k, v in zip(keys, values, strict=True))
+    text += "".join(f"?{keys[j]}{values[j]};" for j in slots)
     tok = Tokenizer()
     tokens = (tok.bos_id, *tok.encode(text))
     targets = [False] * len(tokens)

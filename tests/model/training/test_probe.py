@@ -9,7 +9,13 @@ import torch
 from model import ModelArgs, Transformer
 from model.mla import MLA
 from model.rope import Rope
-from model.training.probe import AttentionProbe, attention_scores, causal_mask, selected_mask
+from model.training.probe import (
+    AttentionProbe,
+    attention_scores,
+    causal_mask,
+    selected_index_logits,
+    selected_scores,
+)
 
 SMALL = {"n_layers": 2, "moe_layers": (1,), "max_seq_len": 64}
 
@@ -58,10 +64,34 @@ def test_sparse_probe_uses_the_selected_keys_of_the_forward() -> None:
         out = model(tokens, mode="sparse")
 
     for layer, indices in zip(probe.layers, out.indices, strict=True):
-        assert indices is not None
-        assert torch.equal(layer.allowed, selected_mask(indices, 16))
+        assert indices is not None and layer.keys is not None
+        assert torch.equal(layer.allowed, indices >= 0)
+        assert torch.equal(layer.keys[layer.allowed], indices[indices >= 0].long())
         assert torch.equal(layer.allowed.sum(-1), torch.arange(1, 17).clamp(max=5).expand(2, 16))
+        torch.testing.assert_close(layer.target.sum(-1), torch.ones(2, 16))
         assert (layer.target[~layer.allowed] == 0).all()
+        assert torch.isinf(layer.index_logits[~layer.allowed]).all()
+
+
+def test_gathered_scores_and_logits_equal_the_full_matrices_at_the_selected_keys() -> None:
+    model = _model(top_k=5)
+    attn = cast(MLA, model.layers[1].attn)
+    x = torch.randn(2, 16, model.args.d_model)
+    rope = Rope(model.rope_cos[:16], model.rope_sin[:16])
+    with torch.no_grad():
+        p = attn.project(x, rope)
+        state = attn.indexer(x, p.qr, rope)
+        indices = attn.indexer.select(state)
+        keys = indices.long().clamp(min=0)
+        full_scores = attention_scores(attn, p)  # (B, H, T, T), the expanded form
+        full_logits = attn.indexer.logits(state)  # (B, T, T), the kernels' reference
+        gathered = selected_scores(attn, p, keys)
+        logits = selected_index_logits(state, keys)
+
+    rows = keys[:, None].expand(-1, attn.n_heads, -1, -1)
+    torch.testing.assert_close(gathered, full_scores.gather(-1, rows), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(logits, full_logits.gather(-1, keys), atol=1e-5, rtol=1e-4)
+    assert torch.isfinite(logits).all()
 
 
 def test_hooks_are_removed_on_exit() -> None:

@@ -19,19 +19,21 @@ def test_each_answer_is_its_keys_value_at_least_min_distance_back(index: int) ->
     text = Tokenizer().decode(tokens[1:])
     pairs = [p for p in text.split(";") if p and not p.startswith("?")]
     queries = [p[1:] for p in text.split(";") if p.startswith("?")]
-    table = dict(p.split(":") for p in pairs)
+    k = CONFIG.key_len
+    table = {p[:k]: p[k:] for p in pairs}
 
     assert len(table) == len(pairs)  # keys are distinct
     assert len(queries) == CONFIG.n_queries == len(item.queries)
     for q, written in zip(item.queries, queries, strict=True):
-        key, value = written.split(":")
+        key, value = written[:k], written[k:]
         assert (key, value) == (q.key, q.value) and table[key] == value
-        source = text.index(f"{key}:") + 1  # the key's only occurrence in the filler
+        assert len(value) == CONFIG.value_len and value.isdigit() and key.isalpha()
+        source = text.index(f"{key}{value};") + 1  # the pair, before any query
         assert source == q.key_pos
         assert text[q.value_pos - 1 : q.value_pos - 1 + len(value)] == value
         assert text[q.answer_pos - 1 : q.answer_pos - 1 + len(value)] == value
         assert q.answer_pos - q.value_pos >= CONFIG.min_distance
-        assert text.count(f"{key}:") == 2  # the pair and the query, nowhere else
+        assert text.count(f"{key}{value};") == 2  # the pair and the query, nowhere else
 
 
 def test_only_the_answers_are_targets_and_spans_cover_them() -> None:
