@@ -96,9 +96,27 @@ RECIPES: dict[str, Recipe] = {
         Recipe(
             "go",
             apt=("golang-go", "ca-certificates", "git"),
-            env=("GOPATH=/tmp/go", "GOCACHE=/tmp/go-cache", "GOFLAGS=-mod=mod"),
+            # Modules fetched while an environment is built must outlive the sandbox's fresh
+            # /tmp: they go under /opt (read-only at run time, as go wants its module cache);
+            # only the build cache, rebuilt per run, lives in /tmp.
+            env=(
+                "GOPATH=/opt/go",
+                "GOMODCACHE=/opt/go/pkg/mod",
+                "GOCACHE=/tmp/go-cache",
+                "GOTOOLCHAIN=local",
+            ),
         ),
-        Recipe("java", apt=("default-jdk-headless", "maven", "git"), run=("javac -version",)),
+        Recipe(
+            "java",
+            apt=("default-jdk-headless", "maven", "git"),
+            run=("javac -version",),
+            # Dependencies resolved at build time (as root) stay where the tests (run as the
+            # sandbox user, HOME=/work) look for them.
+            env=(
+                "MAVEN_OPTS=-Dmaven.repo.local=/opt/m2/repository",
+                "GRADLE_USER_HOME=/opt/gradle",
+            ),
+        ),
         Recipe("cpp", apt=("g++", "make", "cmake", "libc6-dev", "git"), run=("g++ --version",)),
         Recipe(
             "php",

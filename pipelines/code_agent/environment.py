@@ -252,7 +252,11 @@ def find_env_image(recipe: EnvRecipe, tree: str) -> str | None:
 def cached_env_images(repo: str, tree: str) -> Iterator[tuple[str, EnvRecipe]]:
     """Environment images already built for this repository at this tree, with recipes."""
     client = docker_client()
-    filters = {"label": [f"{REPO_LABEL}={repo}", f"{TREE_LABEL}={tree}", ENV_LABEL]}
+    # Labels are inherited: an instance image carries its environment's labels too, so the
+    # image kind must be part of the filter.
+    filters = {
+        "label": [f"{IMAGE_LABEL}=env", f"{REPO_LABEL}={repo}", f"{TREE_LABEL}={tree}", ENV_LABEL]
+    }
     for image in client.images.list(filters=filters):
         raw = image.labels.get(RECIPE_JSON_LABEL)
         if raw and image.tags:

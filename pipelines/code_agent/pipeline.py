@@ -81,6 +81,9 @@ def run_code(
     finished, total = 0, len(candidates)
     with tempfile.TemporaryDirectory(prefix="envsynth-code-") as tmp:
         for (_repo, env_commit), members in groups.items():
+            # Fixed per group from its earliest member, done or not, so a resumed run builds
+            # the same environment as an uninterrupted one.
+            env_commit = env_commit or members[0].base_commit
             setup: SetupOutcome | None = None
             env_tree: RepoTree | None = None
             for cand in members:
@@ -94,13 +97,18 @@ def run_code(
                 rejection, detail = _filter(cand, config, judge, reports["filter"])
                 reports["filter"].seconds = time.perf_counter() - t0
                 evidence: dict[str, Any] = {}
-                if rejection is None:
+                reached_setup = rejection is None
+                if reached_setup:
+                    setup_seconds = 0.0  # the group's set-up is counted once, where it ran
                     if env_tree is None:
                         env_tree, setup = _setup(cand, env_commit, Path(tmp), repair, config, log)
+                        setup_seconds = 0.0 if setup.cached else setup.seconds
                     rejection, detail, evidence = _validate(
-                        cand, env_tree, setup, Path(tmp), config, store, reports
+                        cand, env_tree, setup, setup_seconds, Path(tmp), config, store, reports
                     )
-                task = _task(cand, config, rejection, detail, setup, evidence)
+                task = _task(
+                    cand, config, rejection, detail, setup if reached_setup else None, evidence
+                )
                 store.write_chunk(run_id, chunk, list(reports.values()), tasks=[(task, rejection)])
                 finished += 1
                 if log:
@@ -139,9 +147,8 @@ def _setup(
 ) -> tuple[RepoTree, SetupOutcome]:
     if not cand.repo_path:
         raise CodeAgentError(f"{cand.instance_id} has no local mirror (repo_path) to build from")
-    commit = env_commit or cand.base_commit
-    dest = tmp / ("env-" + content_hash([cand.repo, commit])[:12])
-    tree = export_tree(cand.repo_path, commit, dest)
+    dest = tmp / ("env-" + content_hash([cand.repo, env_commit])[:12])
+    tree = export_tree(cand.repo_path, env_commit, dest)
     outcome = setup_environment(
         cand.repo, tree, policy=repair, repair_steps=config.repair_steps, log=log
     )
@@ -152,6 +159,7 @@ def _validate(
     cand: CodeCandidate,
     env_tree: RepoTree,
     setup: SetupOutcome | None,
+    setup_seconds: float,
     tmp: Path,
     config: CodeConfig,
     store: Store,
@@ -160,7 +168,7 @@ def _validate(
     """Set-up and validation stages of one candidate: (rejection, detail, evidence)."""
     assert setup is not None
     reports["setup"].items_in = 1
-    reports["setup"].seconds = 0.0 if setup.cached else setup.seconds
+    reports["setup"].seconds = setup_seconds
     if not setup.ok or setup.recipe is None or setup.image is None:
         reason = setup.reason or "setup:failed"
         reports["setup"].reject(reason)
