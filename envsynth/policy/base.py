@@ -86,18 +86,19 @@ def _bundled(**options: Any) -> Policy:
     from envsynth.errors import ConfigError
 
     try:
-        from model.policy import BundledPolicy  # type: ignore[import-not-found]
+        from model.policy import BundledPolicy
     except ImportError as e:
         raise ConfigError(
-            "the bundled DSA policy is not available in this build (model/ has no weights yet); "
+            "the bundled DSA policy is not available in this build (model/ is not installed); "
             "name another policy, e.g. --policy openai --policy-arg base_url=http://host:port/v1"
         ) from e
     return BundledPolicy(**options)
 
 
 def bundled_available() -> bool:
+    """Whether the bundled model and its weights are installed."""
     try:
-        import model.policy  # type: ignore[import-not-found]  # noqa: F401
+        import model.policy
     except ImportError:
         return False
-    return True
+    return model.policy.available()

@@ -1,0 +1,63 @@
+"""`bundled`: the project's own DSA model as a Policy, from the weights shipped in the repo.
+
+The weights are `model/weights/bundled.safetensors`, trained by `envsynth train run` (the
+command and its report are in `data_cards/model.md`). Until that file exists the policy is not
+available: `envsynth.policy.bundled_available()` says so, and pipelines fall back or skip the
+stages that default to it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from envsynth.errors import ConfigError
+from model.agent import ModelPolicy
+from model.dispatch import Backend
+from model.mla import AttentionMode
+from model.training.checkpoint import load_checkpoint
+
+WEIGHTS = Path(__file__).parent / "weights" / "bundled.safetensors"
+
+
+def available() -> bool:
+    """Whether the bundled weights are present."""
+    return WEIGHTS.is_file()
+
+
+class BundledPolicy(ModelPolicy):
+    """The bundled checkpoint behind the `ModelPolicy` interface.
+
+    Args:
+        weights: another checkpoint in the same format (default: the bundled one).
+        mode: "sparse" (as trained) or "dense" attention.
+        thinking: render prompts in thinking mode.
+        top_k: top-k sampling cut (0 = none).
+        backend: where the sparse attention runs (see `model.dispatch`).
+    """
+
+    def __init__(
+        self,
+        weights: str | Path | None = None,
+        *,
+        mode: AttentionMode = "sparse",
+        thinking: bool = False,
+        top_k: int = 0,
+        backend: Backend = "auto",
+    ):
+        path = Path(weights) if weights is not None else WEIGHTS
+        if not path.is_file():
+            raise ConfigError(
+                f"no bundled weights at {path}; train them with `envsynth train run` "
+                "(see data_cards/model.md) or name another policy"
+            )
+        version = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+        super().__init__(
+            load_checkpoint(path),
+            name="bundled",
+            version=version,
+            thinking=thinking,
+            top_k=top_k,
+            mode=mode,
+            backend=backend,
+        )

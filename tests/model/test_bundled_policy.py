@@ -1,0 +1,65 @@
+"""`bundled`: the policy that loads a checkpoint file and answers like any other backend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import model.policy as bundled
+from envsynth.errors import ConfigError
+from envsynth.policy.base import PolicyRequest, generate, make_policy
+from envsynth.schema import Message, SamplingParams
+from model.args import ModelArgs
+from model.training.checkpoint import save_checkpoint
+from model.transformer import Transformer
+
+TINY = ModelArgs(
+    d_model=32,
+    n_layers=2,
+    n_heads=2,
+    q_lora_rank=16,
+    kv_lora_rank=16,
+    qk_nope_head_dim=8,
+    qk_rope_head_dim=8,
+    v_head_dim=8,
+    inter_dim=64,
+    index_n_heads=2,
+    index_head_dim=16,
+    index_topk=8,
+    n_routed_experts=2,
+    n_activated_experts=1,
+    moe_inter_dim=32,
+    moe_layers=(1,),
+    max_seq_len=512,
+)
+
+
+def test_loads_a_checkpoint_and_generates(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    original = Transformer(TINY)
+    weights = save_checkpoint(original, tmp_path / "w.safetensors")
+    policy = make_policy("bundled", weights=str(weights))
+    assert isinstance(policy, bundled.BundledPolicy)
+    mine = policy.model.state_dict()
+    assert all(torch.equal(mine[k], v) for k, v in original.state_dict().items())
+    assert policy.info.name == "bundled" and len(policy.info.version) == 12
+    request = PolicyRequest(
+        messages=[Message(role="user", content="hi")],
+        sampling=SamplingParams(temperature=1.0, max_tokens=8, seed=3),
+    )
+    [a] = generate(policy, [request])
+    [b] = generate(policy, [request])
+    assert a.step.token_ids and a.step.token_ids == b.step.token_ids  # seeded: reproducible
+
+
+def test_missing_weights_are_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError, match="no bundled weights"):
+        make_policy("bundled", weights=str(tmp_path / "none.safetensors"))
+    from envsynth.policy import bundled_available
+
+    monkeypatch.setattr(bundled, "WEIGHTS", tmp_path / "none.safetensors")
+    assert bundled_available() is False
+    save_checkpoint(Transformer(TINY), tmp_path / "none.safetensors")
+    assert bundled_available() is True
