@@ -128,6 +128,7 @@ class SdistResult(BaseModel):
     tests: int = 0
     passed: int = 0
     seconds: float = 0.0
+    detail: str = ""
 
 
 class CodeBenchReport(BaseModel):
@@ -271,10 +272,12 @@ def measure_sdist(package: str, tmp: Path, log: Log) -> SdistResult:
         lambda: setup_environment(repo, tree, use_cache=False, log=log)
     )
     result.ok, result.reason, result.profile = setup.ok, setup.reason, setup.profile
+    result.detail = setup.detail[-1500:]
     if setup.verify is not None:
         result.tests = len(setup.verify.results)
         result.passed = sum(s == TestStatus.passed for s in setup.verify.results.values())
-    log(f"sdist {source.name}: {'set up' if setup.ok else setup.reason}")
+    outcome = "set up" if setup.ok else f"{setup.reason}\n{result.detail}"
+    log(f"sdist {source.name}: {outcome}")
     return result
 
 
@@ -477,7 +480,7 @@ def _sdist_table(report: CodeBenchReport) -> Table:
 def code_table(report: dict[str, Any]) -> Group:
     """The per-instance table, the sdist table (when measured) and the targets."""
     parsed = CodeBenchReport.model_validate(report)
-    tables = [_instance_table(parsed)]
+    tables = [_instance_table(parsed)] if parsed.instances else []
     if parsed.sdists:
         tables.append(_sdist_table(parsed))
     tables.append(_summary_table(parsed))
