@@ -15,6 +15,7 @@ from __future__ import annotations
 import configparser
 import re
 import shlex
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -179,6 +180,10 @@ def _python_plan(profile: RepoProfile, root: Path) -> list[Step]:
     for name in REQUIREMENT_FILES:
         if (root / name).is_file():
             steps.append(Step(f"requirements:{name}", (f"{PIP} -r {name}",), required=False))
+    groups = _dependency_groups(root)
+    if groups:
+        quoted = " ".join(shlex.quote(d) for d in groups)
+        steps.append(Step("dependency-groups", (f"{PIP} {quoted}",), required=False))
     if profile.tox:
         deps = _tox_deps(root)
         if deps:
@@ -219,6 +224,42 @@ def _javascript_plan(profile: RepoProfile, root: Path) -> list[Step]:
     if reporter:
         steps.append(Step("junit-reporter", (f"npm install --no-save {NPM_FLAGS} {reporter}",)))
     return steps
+
+
+TEST_GROUPS = ("test", "tests", "testing", "dev")
+
+
+def _dependency_groups(root: Path) -> list[str]:
+    """Requirements of the test-ish PEP 735 `[dependency-groups]` of pyproject.toml.
+
+    Read here rather than with `pip install --group`, which the toolchain's pip predates;
+    `{include-group = …}` entries are followed, cycles ignored.
+    """
+    path = root / "pyproject.toml"
+    if not path.is_file():
+        return []
+    try:
+        groups = tomllib.loads(path.read_text(errors="replace")).get("dependency-groups", {})
+    except tomllib.TOMLDecodeError:
+        return []
+    if not isinstance(groups, dict):
+        return []
+    seen: set[str] = set()
+    out: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in seen or not isinstance(groups.get(name), list):
+            return
+        seen.add(name)
+        for item in groups[name]:
+            if isinstance(item, str) and item not in out:
+                out.append(item)
+            elif isinstance(item, dict) and isinstance(item.get("include-group"), str):
+                visit(item["include-group"])
+
+    for name in TEST_GROUPS:
+        visit(name)
+    return out
 
 
 def _tox_deps(root: Path) -> list[str]:

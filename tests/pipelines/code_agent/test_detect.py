@@ -78,3 +78,15 @@ def test_broken_manifest_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "package.json").write_text("{not json")
     with pytest.raises(CodeAgentError, match="package.json is not valid JSON"):
         detect(tmp_path)
+
+
+def test_pep735_test_groups_are_installed_with_their_includes(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        "[project]\nname='x'\n[dependency-groups]\n"
+        "lint = ['ruff']\ncov = ['coverage[toml]>=7']\n"
+        "tests = ['hypothesis', {include-group = 'cov'}, 'pytest>=8']\n"
+    )
+    steps = {s.name: s for s in install_plan(detect(tmp_path), tmp_path)}
+    command = steps["dependency-groups"].alternatives[0]
+    assert command.endswith("hypothesis 'coverage[toml]>=7' 'pytest>=8'")
+    assert "ruff" not in command and not steps["dependency-groups"].required
