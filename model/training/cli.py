@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,9 +21,16 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from envsynth.errors import ConfigError
-from model.training.checkpoint import save_checkpoint
+from model.training.checkpoint import load_checkpoint, save_checkpoint
 from model.training.data import TrainingData
-from model.training.loop import StageResult, StepLog, TrainConfig, train
+from model.training.loop import (
+    StageResult,
+    StepLog,
+    TrainConfig,
+    stage_path,
+    torch_threads,
+    train,
+)
 from model.training.parity import ParityReport, parity
 
 train_app = typer.Typer(help="Train the bundled DSA model (dense, warm-up, sparse, SFT).")
@@ -73,7 +81,7 @@ def build_report(
                 "resumed": r.resumed,
                 "first_loss": r.logs[0].loss if r.logs else None,
                 "last_loss": r.logs[-1].loss if r.logs else None,
-                "logs": [log.__dict__ for log in r.logs],
+                "logs": [asdict(log) for log in r.logs],
             }
             for r in results
         ],
@@ -102,20 +110,34 @@ def run_training(
             parts += [f"lm {log.lm:.4f}"] if log.lm is not None else []
             parts += [f"kl {log.kl:.5f}"] if log.kl is not None else []
             console.print(
-                f"stage {log.stage} {log.kind} step {log.step} [{log.source}] "
+                f"stage {log.stage} {log.kind} step {log.step} ({log.source}) "
                 + " ".join(parts)
                 + f" ({log.seconds:.2f}s)"
             )
 
-    model, results = train(config, data, out_dir / "stages", resume=resume, on_step=on_step)
+    stages = out_dir / "stages"
+    model, results = train(config, data, stages, resume=resume, on_step=on_step)
     t2 = time.perf_counter()
-    report = parity(model, data.heldout, batch_size=config.eval_batch_size)
+    with torch_threads(config.threads):
+        report = parity(model, data.heldout, batch_size=config.eval_batch_size)
+        after_warmup = {
+            f"stage-{i}": parity(
+                load_checkpoint(stage_path(stages, i, s.kind), expected_args=config.model),
+                data.heldout,
+                batch_size=config.eval_batch_size,
+            )
+            for i, s in enumerate(config.stages)
+            if s.kind == "dense_warmup" and config.parity_after_warmup
+        }
     t3 = time.perf_counter()
     seconds = {"data": t1 - t0, "train": t2 - t1, "parity": t3 - t2, "total": t3 - t0}
     save_checkpoint(model, out_dir / CHECKPOINT, extra={"config": config.model_dump(mode="json")})
     full = build_report(config, data, results, report, seconds)
+    full["parity_after_warmup"] = {k: r.model_dump(mode="json") for k, r in after_warmup.items()}
     (out_dir / REPORT).write_text(json.dumps(full, indent=1))
-    (out_dir / "parity.md").write_text(report.markdown() + "\n")
+    tables = [f"## final model\n\n{report.markdown()}"]
+    tables += [f"## after the warm-up ({k})\n\n{r.markdown()}" for k, r in after_warmup.items()]
+    (out_dir / "parity.md").write_text("\n\n".join(tables) + "\n")
     return full
 
 

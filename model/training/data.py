@@ -41,7 +41,7 @@ class DataConfig(BaseModel):
     retrieval_near: RetrievalConfig | None = Field(
         default_factory=lambda: RetrievalConfig(n_queries=4, min_distance=8, max_distance=64)
     )
-    heldout_retrieval: int = Field(64, ge=1)
+    heldout_retrieval: int = Field(32, ge=1)
     sft: DistillConfig | None = Field(default_factory=DistillConfig)
     heldout_sft: int = Field(32, ge=1)
 

@@ -67,7 +67,9 @@ def test_run_writes_a_loadable_checkpoint_and_a_report(tmp_path: Path) -> None:
     assert report["data"]["sft_envs"]["heldout"] == 1
     model = load_checkpoint(out / "model.safetensors")
     assert model.args.index_topk == 8
-    assert (out / "parity.md").read_text().startswith("| set |")
+    tables = (out / "parity.md").read_text()
+    assert tables.startswith("## final model") and "## after the warm-up (stage-1)" in tables
+    assert set(report["parity_after_warmup"]) == {"stage-1"}
 
 
 def test_config_prints_the_defaults_and_load_config_reads_them_back(tmp_path: Path) -> None:
