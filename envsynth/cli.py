@@ -565,6 +565,50 @@ def bench_kernels(
     )
 
 
+@bench_app.command("code")
+def bench_code(
+    python: Annotated[int, typer.Option(help="generated Python repositories")] = 3,
+    javascript: Annotated[int, typer.Option(help="generated JavaScript repositories")] = 1,
+    go: Annotated[int, typer.Option(help="generated Go repositories")] = 1,
+    runs: Annotated[int, typer.Option(help="validation repeats per state")] = 3,
+    modules: Annotated[int, typer.Option(help="modules (test files) per repository")] = 8,
+    tests: Annotated[int, typer.Option(help="tests per module")] = 50,
+    work: Annotated[int, typer.Option(help="loop iterations per test")] = 20000,
+    sdists: Annotated[
+        bool,
+        typer.Option(
+            "--sdists",
+            help="also run the setup agent on package sdists (needs the package index; minutes)",
+        ),
+    ] = False,
+    keep_images: Annotated[
+        bool, typer.Option("--keep-images", help="leave the bench's images in docker")
+    ] = False,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="also write the figures to this JSON file")
+    ] = None,
+) -> None:
+    """Code instances: env build cold/cached, validation vs raw suite time, disk per instance."""
+    from envsynth.bench.code import code_table, run_code_bench
+
+    report = run_code_bench(
+        python=python,
+        javascript=javascript,
+        go=go,
+        runs=runs,
+        modules=modules,
+        tests_per_module=tests,
+        work=work,
+        sdists=sdists,
+        keep_images=keep_images,
+        # markup off: pip extras such as [test,tests] would read as rich markup
+        log=lambda line: console.print(line, style="dim", markup=False, highlight=False),
+    )
+    out.print(code_table(report))
+    if json_path is not None:
+        json_path.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+
+
 @bench_app.command("sandbox")
 def bench_sandbox(
     n: Annotated[int, typer.Option(help="commands timed per measure")] = 200,

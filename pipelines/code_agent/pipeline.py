@@ -16,7 +16,6 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ from envsynth.store import Store
 from pipelines.code_agent.candidate import CodeAgentError, CodeCandidate
 from pipelines.code_agent.environment import RepoTree, build_instance_image, export_tree
 from pipelines.code_agent.filters import FilterConfig, check_candidate, judge_candidate
-from pipelines.code_agent.runner import TestRun, run_suite
+from pipelines.code_agent.runner import TestRun, suite_runner
 from pipelines.code_agent.setup_agent import SetupOutcome, setup_environment
 from pipelines.code_agent.validate import Validation, validate
 from pipelines.code_agent.workspace import SYSTEM_PROMPT, TOOLS
@@ -183,8 +182,8 @@ def _validate(
     reports["setup"].seconds += time.perf_counter() - t0
     reports["validate"].items_in = 1
     t1 = time.perf_counter()
-    run = partial(run_suite, image, setup.recipe)
-    result = validate(run, cand.test_patch, cand.patch, runs=config.runs)
+    with suite_runner(image, setup.recipe) as run:
+        result = validate(run, cand.test_patch, cand.patch, runs=config.runs)
     reports["validate"].seconds = time.perf_counter() - t1
     evidence = _evidence(result, store)
     evidence.update(image=image, env_image=setup.image, recipe=setup.recipe.model_dump())

@@ -11,7 +11,9 @@ no report exists is the console log parsed, for frameworks whose log format is k
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -25,6 +27,7 @@ from pipelines.code_agent.junit import (
 )
 from pipelines.code_agent.recipes import JUNIT_DIR, REPO_DIR, EnvRecipe
 from sandbox.docker_sandbox import DockerSandbox
+from sandbox.pool import Pool
 from sandbox.spec import SandboxSpec
 
 LOG_TAIL = 64 * 1024
@@ -78,19 +81,56 @@ def test_spec(image: str, recipe: EnvRecipe) -> SandboxSpec:
     )
 
 
+@contextmanager
+def suite_runner(
+    image: str, recipe: EnvRecipe, *, prestart: int = 1
+) -> Iterator[Callable[[Sequence[tuple[str, str]]], TestRun]]:
+    """`run_suite` for many runs of one image, each in a fresh sandbox started ahead.
+
+    While one run executes, the next run's container is already starting (a pool of
+    `prestart` sandboxes that are taken, never reused), which hides most of the per-run
+    start-up of repeated validation runs.
+    """
+    spec = test_spec(image, recipe)
+    pool: Pool[DockerSandbox] = Pool(
+        lambda: DockerSandbox(spec),
+        size=prestart,
+        max_live=prestart + 1,
+        reset=lambda _sb: False,
+        close=DockerSandbox.close,
+    )
+    # Removing a used container takes a few hundred ms: done aside, while the next run goes.
+    closer = ThreadPoolExecutor(1, thread_name_prefix="envsynth-suite-close")
+    try:
+        yield lambda patches: run_suite(
+            image,
+            recipe,
+            patches,
+            sandbox=pool.take(),
+            close=lambda sb: closer.submit(sb.close),
+        )
+    finally:
+        pool.close()
+        closer.shutdown(wait=True)
+
+
 def run_suite(
     image: str,
     recipe: EnvRecipe,
     patches: Sequence[tuple[str, str]] = (),
     *,
     spec: SandboxSpec | None = None,
+    sandbox: DockerSandbox | None = None,
+    close: Callable[[DockerSandbox], object] = DockerSandbox.close,
 ) -> TestRun:
     """Apply `patches` (name, unified diff) in order and run the suite once.
 
-    Raises `PatchApplyError` when a patch does not apply; other failures (the suite crashed,
+    The run gets a new sandbox of `image` (or `sandbox`, fresh and unused), and hands it to
+    `close` when done. Raises `PatchApplyError` when a patch does not apply; other failures (the suite crashed,
     wrote no report) are a `TestRun` with no results and a `problem`.
     """
-    with DockerSandbox(spec or test_spec(image, recipe)) as sb:
+    sb = sandbox or DockerSandbox(spec or test_spec(image, recipe))
+    try:
         for i, (name, diff) in enumerate(patches):
             if not diff.strip():
                 continue
@@ -109,6 +149,8 @@ def run_suite(
             exit_code=done.exit_code, timed_out=done.timed_out, duration_s=duration, log=log
         )
         reports = _reports(sb)
+    finally:
+        close(sb)
     try:
         if recipe.test_framework == "go":
             reports = [go_test_json_to_junit(r) for r in reports]
