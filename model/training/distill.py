@@ -35,7 +35,6 @@ from envsynth.rollout import EpisodeSpec, rollout
 from envsynth.schema import Task
 from model.tokenizer import SPECIAL_IDS, Tokenizer
 from model.training.examples import Example
-from pipelines.general.synthesize import build_environment, make_plan
 
 ENV_ID = "envsynth/General-v0"
 _ASSISTANT, _END, _THINK_CLOSE = (
@@ -81,6 +80,10 @@ class DistillSplit:
 
 def reference_tasks(config: DistillConfig) -> list[Task]:
     """The accepted tasks of `config.envs` freshly synthesized environments, in plan order."""
+    # model/ sits beside pipelines/, not above it (DESIGN §3): the synthesizer is loaded only
+    # when distillation data is asked for, as the CLI loads other floors.
+    from pipelines.general.synthesize import build_environment, make_plan
+
     tasks = []
     for plan in make_plan(config.envs, config.families, config.seed):
         built = build_environment(plan, dataset="distill")

@@ -62,6 +62,8 @@ def test_run_writes_a_loadable_checkpoint_and_a_report(tmp_path: Path) -> None:
     assert report["config"]["seed"] == 3
     assert [s["kind"] for s in report["stages"]] == ["dense", "dense_warmup", "sparse", "sft"]
     assert all(len(s["logs"]) == 2 and s["seconds"] > 0 for s in report["stages"])
+    assert report["stages"][1]["summary"]["retrieval"]["lm_first"] is None  # warm-up: KL only
+    assert report["stages"][1]["summary"]["retrieval"]["kl_first"] > 0
     assert {s["source"] for s in report["stages"][3]["logs"]} == {"sft"}
     assert set(report["parity"]["metrics"]) == {"retrieval", "retrieval_near", "sft"}
     assert report["data"]["sft_envs"]["heldout"] == 1
