@@ -58,6 +58,31 @@ def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> T
         raise ConfigError(f"invalid training config: {e}") from None
 
 
+def summarize(logs: list[StepLog], window: int = 10) -> dict[str, dict[str, float | None]]:
+    """Per source, the mean LM loss and KL of the first and the last `window` steps.
+
+    Sources differ in loss scale (retrieval sits near ln 10 until it is learnt), so one
+    step's loss says little; each is averaged over its own steps.
+    """
+
+    def mean(part: list[StepLog], key: str) -> float | None:
+        values = [v for log in part if (v := getattr(log, key)) is not None]
+        return sum(values) / len(values) if values else None
+
+    out: dict[str, dict[str, float | None]] = {}
+    for source in sorted({log.source for log in logs}):
+        own = [log for log in logs if log.source == source]
+        first, last = own[:window], own[-window:]
+        out[source] = {
+            "steps": float(len(own)),
+            "lm_first": mean(first, "lm"),
+            "lm_last": mean(last, "lm"),
+            "kl_first": mean(first, "kl"),
+            "kl_last": mean(last, "kl"),
+        }
+    return out
+
+
 def build_report(
     config: TrainConfig,
     data: TrainingData,
@@ -79,8 +104,7 @@ def build_report(
                 "steps": r.steps,
                 "seconds": r.seconds,
                 "resumed": r.resumed,
-                "first_loss": r.logs[0].loss if r.logs else None,
-                "last_loss": r.logs[-1].loss if r.logs else None,
+                "summary": summarize(r.logs),
                 "logs": [asdict(log) for log in r.logs],
             }
             for r in results
@@ -157,10 +181,14 @@ def run_command(
     cfg = load_config(config, {"threads": threads, "seed": seed})
     report = run_training(cfg, out, resume=resume)
     for stage in report["stages"]:
-        console.print(
-            f"{stage['kind']}: {stage['steps']} steps in {stage['seconds']:.1f}s, "
-            f"loss {stage['first_loss']} → {stage['last_loss']}"
-        )
+        console.print(f"{stage['kind']}: {stage['steps']} steps in {stage['seconds']:.1f}s")
+        for source, s in stage["summary"].items():
+            parts = [
+                f"{name} {s[f'{name}_first']:.4f} → {s[f'{name}_last']:.4f}"
+                for name in ("lm", "kl")
+                if s[f"{name}_first"] is not None
+            ]
+            console.print(f"  {source} ({s['steps']:.0f} steps): " + ", ".join(parts))
     console.print((out / "parity.md").read_text())
     console.print(f"wrote {out / CHECKPOINT} and {out / REPORT}")
 
