@@ -126,8 +126,8 @@ def run_suite(
     """Apply `patches` (name, unified diff) in order and run the suite once.
 
     The run gets a new sandbox of `image` (or `sandbox`, fresh and unused), and hands it to
-    `close` when done. Raises `PatchApplyError` when a patch does not apply; other failures (the suite crashed,
-    wrote no report) are a `TestRun` with no results and a `problem`.
+    `close` when done. Raises `PatchApplyError` when a patch does not apply; other failures
+    (the suite crashed, wrote no report) are a `TestRun` with no results and a `problem`.
     """
     sb = sandbox or DockerSandbox(spec or test_spec(image, recipe))
     try:
