@@ -69,7 +69,7 @@ def test_garbage_lines_import_nothing(store: Store, tmp_path: Path) -> None:
 def test_unknown_format(store: Store, tmp_path: Path) -> None:
     from envsynth.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="jsonl or parquet"):
+    with pytest.raises(ConfigError, match="jsonl, parquet or swebench"):
         export(store, tmp_path / "x.csv", "csv", "general")  # type: ignore[arg-type]
     assert not (tmp_path / "x.csv").exists()
 
