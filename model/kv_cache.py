@@ -21,9 +21,10 @@ import torch
 
 from kernels import indexer_logits_reference
 from model.block import Block
-from model.dispatch import Backend
+from model.dispatch import Backend, resolve
 from model.errors import ModelInputError
-from model.mla import AttentionMode, Projection
+from model.indexer import IndexerState
+from model.mla import MLA, AttentionMode, Projection
 from model.moe import MoE
 from model.rope import Rope
 from model.transformer import Transformer
@@ -155,15 +156,8 @@ def forward_cached(
         entries.latent[:, start:end] = p.latent
         entries.k_pe[:, start:end] = p.k_pe
         entries.index_k[:, start:end] = index.k
-        if mode == "dense":
-            allowed = visible
-        else:
-            scores = indexer_logits_reference(
-                index.q, index.weights, entries.index_k[:, :end], start
-            )
-            allowed = _top_k(scores.masked_fill(~visible, float("-inf")), attn.indexer.top_k)
         full = Projection(p.qr, p.q_nope, p.q_pe, entries.latent[:, :end], entries.k_pe[:, :end])
-        heads = attn.sparse(full, _as_indices(allowed), backend)
+        heads = _attend(attn, full, index, entries.index_k[:, :end], visible, start, mode, backend)
         x = x + attn.wo(heads.flatten(2))
         f = layer.ffn_norm(x)
         if isinstance(layer.ffn, MoE):
@@ -175,13 +169,62 @@ def forward_cached(
     return StepOutput(model.head(model.norm(x)).float(), tuple(routes))
 
 
+# Query rows per attention chunk of a prefill: the (rows × keys) score and mask tensors of
+# one chunk stay a few tens of MB even with thousands of cached keys.
+CHUNK = 512
+
+
+def _attend(
+    attn: MLA,
+    full: Projection,
+    index: IndexerState,
+    index_k: torch.Tensor,
+    visible: torch.Tensor,
+    start: int,
+    mode: AttentionMode,
+    backend: Backend,
+) -> torch.Tensor:
+    """(B, T, H, v) attention of the new slots over the cache, in chunks of query rows."""
+    kernel = resolve(backend, full.latent) == "triton"
+    parts = []
+    for a in range(0, visible.shape[1], CHUNK):
+        b = min(a + CHUNK, visible.shape[1])
+        # Row a..b-1 of the new slots is slot start+a…start+b-1: nothing later is visible.
+        width = start + b
+        rows = Projection(
+            full.qr[:, a:b],
+            full.q_nope[:, a:b],
+            full.q_pe[:, a:b],
+            full.latent[:, :width],
+            full.k_pe[:, :width],
+        )
+        allowed = visible[:, a:b, :width]
+        if mode == "sparse":
+            scores = indexer_logits_reference(
+                index.q[:, a:b], index.weights[:, a:b], index_k, start + a
+            )
+            top = _top_k(scores.masked_fill(~allowed, float("-inf")), attn.indexer.top_k)
+            allowed = allowed & top
+        # The Triton kernel reads index lists; on the CPU a masked attention over the
+        # latent cache is the same function without sorting every row's slots.
+        parts.append(
+            attn.sparse(rows, _as_indices(allowed), backend)
+            if kernel
+            else attn.masked(rows, allowed)
+        )
+    return torch.cat(parts, dim=1)
+
+
 def _top_k(scores: torch.Tensor, top_k: int) -> torch.Tensor:
-    # The best min(top_k, visible) finite scores; ties go to the lower slot, as in the kernel.
+    # The best min(top_k, visible) finite scores as a mask; ties go to the lower slot, as in
+    # the kernel. ReLU scores tie often (at 0), so the k-th value's ties are filled by slot
+    # order: O(S) per row, where a stable sort would be O(S log S).
     k = min(top_k, scores.shape[-1])
-    ranked = scores.sort(dim=-1, descending=True, stable=True)
-    keep = ranked.values[..., :k] > float("-inf")
-    allowed = torch.zeros_like(scores, dtype=torch.bool)
-    return allowed.scatter_(-1, ranked.indices[..., :k], keep)
+    kth = scores.topk(k, dim=-1).values[..., -1:]
+    above = scores > kth
+    tied = scores == kth
+    room = k - above.sum(-1, keepdim=True)
+    return (above | (tied & (tied.cumsum(-1) <= room))) & (scores > float("-inf"))
 
 
 def _as_indices(allowed: torch.Tensor) -> torch.Tensor:

@@ -97,14 +97,37 @@ class MLA(nn.Module):
         )  # fmt: skip
         return out.transpose(1, 2)
 
-    def sparse(self, p: Projection, indices: torch.Tensor, backend: Backend) -> torch.Tensor:
-        """Absorbed attention over the selected latent entries. Returns (B, T, H, v)."""
+    def _absorbed(self, p: Projection) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        # wkv_b folded into the query (w_uk) and the output (w_uv): every head then reads
+        # the same latent entries [c ‖ k_pe].
         w = self.wkv_b.weight.view(self.n_heads, self.nope + self.v_dim, self.kv_rank)
         w_uk, w_uv = w.split([self.nope, self.v_dim], dim=1)
         q = torch.cat([torch.einsum("bthd,hdc->bthc", p.q_nope, w_uk), p.q_pe], dim=-1)
-        kv = torch.cat([p.latent, p.k_pe], dim=-1)
+        return q, torch.cat([p.latent, p.k_pe], dim=-1), w_uv
+
+    def sparse(self, p: Projection, indices: torch.Tensor, backend: Backend) -> torch.Tensor:
+        """Absorbed attention over the selected latent entries. Returns (B, T, H, v)."""
+        q, kv, w_uv = self._absorbed(p)
         out = sparse_mla(q, kv, indices, self.softmax_scale, self.kv_rank, backend)
         return torch.einsum("bthc,hvc->bthv", out, w_uv)
+
+    def masked(self, p: Projection, allowed: torch.Tensor) -> torch.Tensor:
+        """Absorbed attention over the entries `allowed` (B, T, S) marks. Returns (B, T, H, v).
+
+        The same function as `sparse` over the same entries, as one fused masked attention:
+        what the CPU runs when the selection is a mask rather than index lists. Every row
+        must allow at least one entry.
+        """
+        q, kv, w_uv = self._absorbed(p)
+        heads = q.shape[2]
+        out = F.scaled_dot_product_attention(
+            q.transpose(1, 2),
+            kv[:, None].expand(-1, heads, -1, -1),
+            p.latent[:, None].expand(-1, heads, -1, -1),
+            attn_mask=allowed[:, None],
+            scale=self.softmax_scale,
+        )
+        return torch.einsum("bhtc,hvc->bthv", out, w_uv)
 
     def forward(
         self, x: torch.Tensor, rope: Rope, mode: AttentionMode = "sparse", backend: Backend = "auto"

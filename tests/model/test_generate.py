@@ -50,6 +50,23 @@ def test_cached_steps_give_the_logits_of_a_full_forward(model: Transformer, mode
 
 
 @pytest.mark.parametrize("mode", ["dense", "sparse"])
+def test_a_prefill_cut_into_row_chunks_gives_the_full_forward(
+    model: Transformer, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Long prompts are attended in chunks of query rows; 5-row chunks make a 30-token
+    # prompt take that path, with the indexer's ReLU ties (exact zeros) in every chunk.
+    monkeypatch.setattr("model.kv_cache.CHUNK", 5)
+    tokens = torch.randint(
+        0, model.args.vocab_size, (2, 30), generator=torch.Generator().manual_seed(2)
+    )
+    with torch.no_grad():
+        full = model(tokens, mode=mode)  # type: ignore[arg-type]
+    cache = KVCache(model, 2, 31)
+    step = forward_cached(model, tokens, cache, mode=mode)  # type: ignore[arg-type]
+    torch.testing.assert_close(step.logits, full.logits, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["dense", "sparse"])
 def test_logprobs_and_routing_replay_on_a_full_forward(model: Transformer, mode: str) -> None:
     prompt = TOK.encode("<|begin|><|user|>hi<|end|><|assistant|>")
     gen = _run(model, [prompt], max_tokens=20, mode=mode, seeds=[4])[0]
