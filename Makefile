@@ -11,7 +11,7 @@ demo: setup
 	envsynth generate general --db $(DB)
 	envsynth export --db $(DB) --format jsonl --out $(OUT)/general.jsonl
 	envsynth export --db $(DB) --format parquet --out $(OUT)/general.parquet
-	envsynth audit --db $(DB) --dataset general --samples 8 --per-family 50 --out $(OUT)
+	envsynth audit --db $(DB) --dataset general --policy random --samples 8 --per-family 50 --out $(OUT)
 	envsynth card --db $(DB) --dataset general --out data_cards/general.md
 
 test: setup

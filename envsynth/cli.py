@@ -110,15 +110,14 @@ def generate_general(
     filter_policy: Annotated[
         str | None,
         typer.Option(
-            help="policy of the pass@k filter stage "
-            "(default: bundled when present, else the stage is skipped)"
+            help="policy of the pass@k filter stage, e.g. bundled or openai "
+            "(default: no filter stage; see data_cards/model.md for why)"
         ),
     ] = None,
     filter_k: Annotated[int, typer.Option(help="k of the pass@k filter")] = 100,
     policy_arg: PolicyArgOpt = None,
 ) -> None:
     """Generate the general-agent dataset: synthesized environments, integrity-checked tasks."""
-    from envsynth.policy import bundled_available
     from pipelines.general.pipeline import GeneralConfig, run_general
     from pipelines.passk_filter import PassKConfig
 
@@ -128,10 +127,12 @@ def generate_general(
             overrides = orjson.loads(config.read_bytes())
         except (OSError, orjson.JSONDecodeError) as e:
             raise ConfigError(f"cannot read the config overrides {config}: {e}") from None
-    policy = filter_policy or ("bundled" if bundled_available() else None)
+    # The filter is opt-in: it rejects what its policy cannot solve, so its policy must be
+    # able to solve these families. The bundled CPU model solves none of them at the k an
+    # hour affords (data_cards/model.md), and would empty the dataset.
     passk = (
-        PassKConfig(policy=policy, k=filter_k, policy_args=_policy_args(policy_arg))
-        if policy
+        PassKConfig(policy=filter_policy, k=filter_k, policy_args=_policy_args(policy_arg))
+        if filter_policy
         else None
     )
     cfg = GeneralConfig(
@@ -288,6 +289,7 @@ def audit_cmd(
     per_family: Annotated[
         int | None, typer.Option(help="audit this many random tasks per family")
     ] = None,
+    max_turns: Annotated[int | None, typer.Option(help="turn budget (default: the env's)")] = None,
     out_dir: Annotated[Path, typer.Option("--out", help="report directory")] = Path("reports"),
 ) -> None:
     """Audit pass@k: a markdown table per family and a PNG plot."""
@@ -304,6 +306,7 @@ def audit_cmd(
             pol,
             samples,
             per_family=per_family,
+            max_turns=max_turns,
             progress=lambda d, t: progress("audit", d, t),
         )
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from envsynth.chat_template import THINK_OPEN, ChatFormatError, parse_assistant
+from envsynth.errors import ConfigError
 from envsynth.policy.base import PolicyOutput, PolicyRequest
 from envsynth.schema import Message, PolicyInfo, SamplingParams, StepRecord
 from model.dispatch import Backend
@@ -41,6 +42,7 @@ class ModelPolicy:
         top_k: top-k sampling cut on top of each request's temperature and top_p (0 = none).
         mode: "sparse" or "dense" attention.
         backend: where the sparse attention runs (see `model.dispatch`).
+        max_tokens: most tokens per completion whatever a request asks (None: no cap).
     """
 
     def __init__(
@@ -54,8 +56,12 @@ class ModelPolicy:
         top_k: int = 0,
         mode: AttentionMode = "sparse",
         backend: Backend = "auto",
+        max_tokens: int | None = None,
     ):
+        if max_tokens is not None and max_tokens < 1:
+            raise ConfigError(f"max_tokens must be ≥ 1, got {max_tokens}")
         self.model = model.eval()
+        self.max_tokens = max_tokens
         self.tokenizer = tokenizer or Tokenizer()
         self.thinking, self.top_k, self.mode, self.backend = thinking, top_k, mode, backend
         self.info = PolicyInfo(name=name, version=version)
@@ -96,7 +102,8 @@ class ModelPolicy:
 
     def _budget(self, sampling: SamplingParams, prompt: list[int]) -> int:
         # Generation may fill the context: the last token drawn is never fed back.
-        return min(sampling.max_tokens, self.model.args.max_seq_len - len(prompt) + 1)
+        cap = sampling.max_tokens if self.max_tokens is None else self.max_tokens
+        return min(sampling.max_tokens, cap, self.model.args.max_seq_len - len(prompt) + 1)
 
     def _message(self, gen: Generation, request: PolicyRequest) -> tuple[Message, str]:
         """The parsed message and the text the environment should parse itself."""

@@ -77,6 +77,7 @@ def test_main_job_end_to_end(tmp_path: Path) -> None:
     )
     report = {r.stage: r for r in store.run_reports(store.runs("mini")[0]["id"])}
     integrity = report["integrity"]
+    assert "passk" not in report  # the filter runs only when its policy is named
     assert f"| integrity | {integrity.items_in} | {integrity.items_out} |" in card
     assert f"{accepted}/{accepted} tasks have pass@2 > 0" in card
     listing = envsynth("list", "tasks", "--db", db, "--dataset", "mini", "--limit", "3")

@@ -63,3 +63,19 @@ def test_missing_weights_are_a_clear_error(tmp_path: Path, monkeypatch: pytest.M
     assert bundled_available() is False
     save_checkpoint(Transformer(TINY), tmp_path / "none.safetensors")
     assert bundled_available() is True
+
+
+def test_max_tokens_caps_every_completion(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    weights = save_checkpoint(Transformer(TINY), tmp_path / "w.safetensors")
+    request = PolicyRequest(
+        messages=[Message(role="user", content="hi")],
+        sampling=SamplingParams(temperature=1.0, max_tokens=64, seed=5),
+    )
+    [long] = generate(make_policy("bundled", weights=str(weights), max_tokens=None), [request])
+    [short] = generate(make_policy("bundled", weights=str(weights), max_tokens=5), [request])
+    # An untrained model rarely draws <|end|> early: uncapped it runs well past 5 tokens.
+    assert len(long.step.token_ids) > 5
+    assert short.step.token_ids == long.step.token_ids[:5]
+    with pytest.raises(ConfigError, match="max_tokens"):
+        make_policy("bundled", weights=str(weights), max_tokens=0)
