@@ -169,9 +169,10 @@ def forward_cached(
     return StepOutput(model.head(model.norm(x)).float(), tuple(routes))
 
 
-# Query rows per attention chunk of a prefill: the (rows × keys) score and mask tensors of
-# one chunk stay a few tens of MB even with thousands of cached keys.
-CHUNK = 512
+# Score entries (batch × query rows × keys) per attention chunk of a prefill: 4M entries
+# keep one chunk's score and mask tensors to a few tens of MB per head, however long the
+# prompts or large the batch.
+CHUNK_ENTRIES = 1 << 22
 
 
 def _attend(
@@ -187,8 +188,10 @@ def _attend(
     """(B, T, H, v) attention of the new slots over the cache, in chunks of query rows."""
     kernel = resolve(backend, full.latent) == "triton"
     parts = []
-    for a in range(0, visible.shape[1], CHUNK):
-        b = min(a + CHUNK, visible.shape[1])
+    batch, n_rows, n_keys = visible.shape
+    chunk = max(1, CHUNK_ENTRIES // (batch * n_keys))
+    for a in range(0, n_rows, chunk):
+        b = min(a + chunk, n_rows)
         # Row a..b-1 of the new slots is slot start+a…start+b-1: nothing later is visible.
         width = start + b
         rows = Projection(

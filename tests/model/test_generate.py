@@ -53,9 +53,9 @@ def test_cached_steps_give_the_logits_of_a_full_forward(model: Transformer, mode
 def test_a_prefill_cut_into_row_chunks_gives_the_full_forward(
     model: Transformer, mode: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Long prompts are attended in chunks of query rows; 5-row chunks make a 30-token
-    # prompt take that path, with the indexer's ReLU ties (exact zeros) in every chunk.
-    monkeypatch.setattr("model.kv_cache.CHUNK", 5)
+    # Long prompts are attended in chunks of query rows; a budget of 2 × 5 rows × 30 keys
+    # makes a 30-token prompt take that path, with the indexer's ReLU ties (exact zeros).
+    monkeypatch.setattr("model.kv_cache.CHUNK_ENTRIES", 2 * 5 * 30)
     tokens = torch.randint(
         0, model.args.vocab_size, (2, 30), generator=torch.Generator().manual_seed(2)
     )
