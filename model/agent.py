@@ -23,6 +23,7 @@ from envsynth.schema import Message, PolicyInfo, SamplingParams, StepRecord
 from model.dispatch import Backend
 from model.generate import Generation, generate
 from model.mla import AttentionMode
+from model.prefix_cache import PrefixCache
 from model.sampling import SamplingConfig
 from model.tokenizer import Tokenizer
 from model.transformer import Transformer
@@ -43,6 +44,9 @@ class ModelPolicy:
         mode: "sparse" or "dense" attention.
         backend: where the sparse attention runs (see `model.dispatch`).
         max_tokens: most tokens per completion whatever a request asks (None: no cap).
+        prefix_cache: finished sequences whose caches are kept for the next requests'
+            common prefixes (an episode's next turn, the other samples of a task); 0 turns
+            reuse off. See `model.prefix_cache`.
     """
 
     def __init__(
@@ -57,11 +61,13 @@ class ModelPolicy:
         mode: AttentionMode = "sparse",
         backend: Backend = "auto",
         max_tokens: int | None = None,
+        prefix_cache: int = 64,
     ):
         if max_tokens is not None and max_tokens < 1:
             raise ConfigError(f"max_tokens must be ≥ 1, got {max_tokens}")
         self.model = model.eval()
         self.max_tokens = max_tokens
+        self.prefix_cache = PrefixCache(prefix_cache) if prefix_cache else None
         self.tokenizer = tokenizer or Tokenizer()
         self.thinking, self.top_k, self.mode, self.backend = thinking, top_k, mode, backend
         self.info = PolicyInfo(name=name, version=version)
@@ -94,6 +100,7 @@ class ModelPolicy:
                 seeds=[_seed(requests[i].sampling, i) for i in rows],
                 mode=self.mode,
                 backend=self.backend,
+                prefix_cache=self.prefix_cache,
             )
             for i, gen in zip(rows, gens, strict=True):
                 message, raw = self._message(gen, requests[i])

@@ -16,8 +16,9 @@ import torch
 
 from model.dispatch import Backend
 from model.errors import ModelInputError
-from model.kv_cache import KVCache, forward_cached
+from model.kv_cache import KVCache, StepOutput, forward_cached
 from model.mla import AttentionMode
+from model.prefix_cache import PrefixCache, extract_row, merge_right_aligned, row_cache
 from model.sampling import Sample, SamplingConfig, sample
 from model.transformer import Transformer
 
@@ -53,6 +54,7 @@ def generate(
     seeds: Sequence[int] | None = None,
     mode: AttentionMode = "sparse",
     backend: Backend = "auto",
+    prefix_cache: PrefixCache | None = None,
 ) -> list[Generation]:
     """Continue every prompt until it draws `stop_id` or has `max_tokens` tokens.
 
@@ -66,6 +68,9 @@ def generate(
         seeds: one seed per prompt for its generator; default 0, 1, 2, ….
         mode: "dense" or "sparse" attention.
         backend: where the sparse attention runs (see `model.dispatch`).
+        prefix_cache: reuse its entries for the prompts' common prefixes and keep every
+            finished sequence in it (see `model.prefix_cache`); None prefills each prompt
+            whole, as one batch.
 
     Raises:
         ModelInputError: on an empty prompt, bad max_tokens or seeds, or when the longest
@@ -76,11 +81,15 @@ def generate(
     seeds = list(range(n)) if seeds is None else list(seeds)
     _check(model, prompts, max_tokens, seeds)
     device = model.embed.weight.device
-    tokens, valid = _left_padded(prompts, pad_id, device)
-    cache = KVCache(model, n, tokens.shape[1] + max_tokens - 1)
+    width = max(len(p) for p in prompts)
+    if prefix_cache is None:
+        tokens, valid = _left_padded(prompts, pad_id, device)
+        cache = KVCache(model, n, width + max_tokens - 1)
+        step = forward_cached(model, tokens, cache, valid, mode, backend)
+    else:
+        cache, step = _prefill_reusing(model, prompts, prefix_cache, max_tokens, mode, backend)
     generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
     out = [_Draft() for _ in range(n)]
-    step = forward_cached(model, tokens, cache, valid, mode, backend)
     for t in range(max_tokens):
         drawn = sample(step.logits[:, -1], sampling, generators)
         routes = [r[:, -1].tolist() for r in step.routes if r is not None]
@@ -91,7 +100,39 @@ def generate(
             break
         feed = torch.tensor([[pad_id if d.stopped else d.token_ids[-1]] for d in out])
         step = forward_cached(model, feed.to(device), cache, None, mode, backend)
+    if prefix_cache is not None:
+        for row, (prompt, draft) in enumerate(zip(prompts, out, strict=True)):
+            # Row `row` fed every token it drew but the last, at slots width, width+1, ….
+            fed = len(draft.token_ids) - 1
+            entry = extract_row(cache, row, width - len(prompt), width + fed)
+            prefix_cache.insert([*prompt, *draft.token_ids[:fed]], entry)
     return [d.finish() for d in out]
+
+
+def _prefill_reusing(
+    model: Transformer,
+    prompts: Sequence[Sequence[int]],
+    prefix_cache: PrefixCache,
+    max_tokens: int,
+    mode: AttentionMode,
+    backend: Backend,
+) -> tuple[KVCache, StepOutput]:
+    """Prefill each prompt past its longest cached prefix, then merge into one batch cache."""
+    device = model.embed.weight.device
+    rows, steps = [], []
+    for prompt in prompts:
+        source, keep = prefix_cache.lookup(prompt)
+        row = row_cache(model, len(prompt), source, keep)
+        new = torch.tensor([list(prompt[keep:])], dtype=torch.long, device=device)
+        steps.append(forward_cached(model, new, row, None, mode, backend))
+        rows.append(row)
+    width = max(len(p) for p in prompts)
+    cache = merge_right_aligned(model, rows, width + max_tokens - 1)
+    routes = tuple(
+        None if layer[0] is None else torch.cat([r[:, -1:] for r in layer if r is not None])
+        for layer in zip(*(s.routes for s in steps), strict=True)
+    )
+    return cache, StepOutput(torch.cat([s.logits[:, -1:] for s in steps]), routes)
 
 
 class _Draft:

@@ -37,6 +37,7 @@ class BundledPolicy(ModelPolicy):
         max_tokens: most tokens per turn. The distilled assistant turns are 59 tokens at
             the median and 97 at p95 (the longest, a bulk submission, 890); a model that
             rambles stops here, where on the CPU each token costs ~13 ms at 5K context.
+        prefix_cache: sequences kept for prefix reuse (see `ModelPolicy`).
     """
 
     def __init__(
@@ -48,6 +49,7 @@ class BundledPolicy(ModelPolicy):
         top_k: int = 0,
         backend: Backend = "auto",
         max_tokens: int | None = 512,
+        prefix_cache: int = 64,
     ):
         path = Path(weights) if weights is not None else WEIGHTS
         if not path.is_file():
@@ -65,4 +67,5 @@ class BundledPolicy(ModelPolicy):
             mode=mode,
             backend=backend,
             max_tokens=max_tokens,
+            prefix_cache=prefix_cache,
         )
