@@ -66,6 +66,13 @@ def _policy_args(pairs: list[str] | None) -> dict[str, Any]:
     return args
 
 
+def _default_policy(name: str | None) -> str:
+    """The policy named, else the bundled model when its weights are installed, else random."""
+    from envsynth.policy import bundled_available
+
+    return name or ("bundled" if bundled_available() else "random")
+
+
 @contextmanager
 def _progress() -> Iterator[Any]:
     with Progress(
@@ -294,10 +301,9 @@ def audit_cmd(
 ) -> None:
     """Audit pass@k: a markdown table per family and a PNG plot."""
     from envsynth.audit import plot, render_markdown, run_audit
-    from envsynth.policy import bundled_available, make_policy
+    from envsynth.policy import make_policy
 
-    name = policy or ("bundled" if bundled_available() else "random")
-    pol = make_policy(name, **_policy_args(policy_arg))
+    pol = make_policy(_default_policy(policy), **_policy_args(policy_arg))
     store = _store(db)
     with _progress() as progress:
         report = run_audit(
@@ -385,7 +391,9 @@ def show_cmd(
 @app.command("rollout")
 def rollout_cmd(
     env: Annotated[str, typer.Option(help="Gymnasium id")] = "envsynth/General-v0",
-    policy: Annotated[str, typer.Option(help="policy backend")] = "random",
+    policy: Annotated[
+        str | None, typer.Option(help="policy backend (default: bundled when present, else random)")
+    ] = None,
     policy_arg: PolicyArgOpt = None,
     episodes: Annotated[int, typer.Option(help="number of episodes")] = 10,
     db: DbOpt = None,
@@ -398,6 +406,7 @@ def rollout_cmd(
     from envsynth.rollout import EpisodeSpec, rollout
 
     store = _store(db)
+    policy = _default_policy(policy)
     pol = make_policy(policy, **_policy_args(policy_arg))
     budget = {"max_turns": max_turns} if max_turns else {}
     specs = [
