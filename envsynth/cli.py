@@ -577,6 +577,19 @@ def bench_kernels(
     )
 
 
+@bench_app.command("generation")
+def bench_generation(
+    tasks: Annotated[int, typer.Option(help="tasks, one per family")] = 4,
+    samples: Annotated[int, typer.Option(help="episodes per task")] = 4,
+    turns: Annotated[int, typer.Option(help="turn budget of an episode")] = 6,
+    max_tokens: Annotated[int, typer.Option(help="most tokens a turn")] = 128,
+) -> None:
+    """Agent episodes of the bundled model with prefix reuse vs whole-prompt prefill."""
+    from envsynth.bench.generation import run_bench
+
+    out.print(run_bench(tasks=tasks, samples=samples, turns=turns, max_tokens=max_tokens))
+
+
 @bench_app.command("code")
 def bench_code(
     python: Annotated[int, typer.Option(help="generated Python repositories")] = 3,

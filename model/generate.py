@@ -126,6 +126,8 @@ def _prefill_reusing(
         new = torch.tensor([list(prompt[keep:])], dtype=torch.long, device=device)
         steps.append(forward_cached(model, new, row, None, mode, backend))
         rows.append(row)
+        # Kept at once, so the next rows of this call (a task's other samples) reuse it.
+        prefix_cache.insert(prompt, row)
     width = max(len(p) for p in prompts)
     cache = merge_right_aligned(model, rows, width + max_tokens - 1)
     routes = tuple(

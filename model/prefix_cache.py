@@ -3,8 +3,9 @@
 Every turn of an episode is a new request whose prompt starts with the previous prompt and
 completion, and every sample of a task starts with the same system prompt and tool schemas
 (1.4K–4.8K tokens here). Without reuse each turn prefills all of it again. `PrefixCache`
-keeps, per finished sequence, a one-row `KVCache` of its tokens; a new prompt takes the
-entry sharing its longest common prefix and prefills only the rest. Entries for a position
+keeps a one-row `KVCache` per prompt as soon as it is prefilled (so the next rows of the same
+batch find it) and per finished sequence; a new prompt takes the entry sharing its longest
+common prefix and prefills only the rest. Entries for a position
 depend only on the tokens up to it (causal attention, per-row RoPE positions), so any
 common prefix is exact, even when the chat template re-renders a completion differently
 from how it was sampled: the match just ends there.
@@ -89,7 +90,7 @@ def extract_row(cache: KVCache, row: int, start: int, end: int) -> KVCache:
 
 
 class PrefixCache:
-    """The caches of the last `capacity` finished sequences, looked up by common prefix.
+    """The caches of the last `capacity` prompts and sequences, looked up by common prefix.
 
     Args:
         capacity: sequences kept (least recently used first out). One entry holds

@@ -57,14 +57,18 @@ def test_an_episodes_turns_reuse_the_previous_turn_and_sample_the_same(
     turn1 = [system + _ids(5, 2), system + _ids(9, 3)]
     first = _gen(model, turn1, mode, prefix_cache=cache)
     _same(first, _gen(model, turn1, mode))
-    # Within one call every row is looked up before any is inserted: no reuse yet.
-    assert cache.hits == 0 and len(cache) == 2
+    # The second row reused the first row's system prompt, prefilled earlier in the call.
+    assert cache.hits == 1 and 60 <= cache.reused_tokens < len(turn1[1])
+    assert len(cache) == 4  # each prompt, then each prompt with its completion
+    reused = cache.reused_tokens
     turn2 = [p + g.token_ids + _ids(7, 4 + i) for i, (p, g) in enumerate(zip(turn1, first))]
     second = _gen(model, turn2, mode, prefix_cache=cache)
     _same(second, _gen(model, turn2, mode))
-    assert cache.hits == 2
+    assert cache.hits == 3
     # Everything but each row's last drawn token and the new tool result was reused.
-    assert cache.reused_tokens == sum(len(p) + len(g.token_ids) - 1 for p, g in zip(turn1, first))
+    assert cache.reused_tokens - reused == sum(
+        len(p) + len(g.token_ids) - 1 for p, g in zip(turn1, first)
+    )
 
 
 @pytest.mark.parametrize("mode", ["dense", "sparse"])
@@ -82,12 +86,13 @@ def test_a_prompt_that_diverges_from_the_cache_reuses_only_the_common_prefix(
 
 
 def test_short_matches_are_not_reused_and_the_oldest_entries_go_first(model: Transformer) -> None:
-    cache = PrefixCache(capacity=2)
+    # Each call keeps two entries (the prompt, the prompt and its completion).
+    cache = PrefixCache(capacity=4)
     prompts = [_ids(MIN_REUSE - 1, 7) + _ids(20, 8 + i) for i in range(3)]
     for p in prompts:
         _gen(model, [p], "sparse", prefix_cache=cache)
-    assert cache.hits == 0 and len(cache) == 2
-    # The first sequence was evicted: its own prompt again finds nothing to reuse.
+    assert cache.hits == 0 and len(cache) == 4
+    # The first call's entries were evicted: its own prompt again finds nothing to reuse.
     _gen(model, [prompts[0]], "sparse", prefix_cache=cache)
     assert cache.hits == 0
     _gen(model, [prompts[2]], "sparse", prefix_cache=cache)
