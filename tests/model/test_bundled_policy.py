@@ -79,3 +79,38 @@ def test_max_tokens_caps_every_completion(tmp_path: Path) -> None:
     assert short.step.token_ids == long.step.token_ids[:5]
     with pytest.raises(ConfigError, match="max_tokens"):
         make_policy("bundled", weights=str(weights), max_tokens=0)
+
+
+def test_the_committed_weights_step_the_gym_from_the_command_line(tmp_path: Path) -> None:
+    # The command: `envsynth rollout --env envsynth/General-v0 --policy bundled`.
+    import hashlib
+    import subprocess
+    import sys
+
+    from envsynth.policy import bundled_available
+    from envsynth.store import Store
+
+    assert bundled_available(), f"the bundled weights are missing from {bundled.WEIGHTS}"
+    db = str(tmp_path / "b.db")
+
+    def envsynth(*args: str) -> str:
+        run = subprocess.run(
+            [sys.executable, "-m", "envsynth", *args, "--db", db],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert run.returncode == 0, run.stderr
+        return run.stdout
+
+    envsynth("generate", "general", "--envs", "2", "--families", "meeting_rooms")
+    named = envsynth("rollout", "--policy", "bundled", "--episodes", "2", "--max-turns", "2")
+    default = envsynth("rollout", "--episodes", "1", "--max-turns", "1", "--seed", "5")
+    assert "with bundled" in named and "with bundled" in default
+    stored = Store(db).trajectories()
+    version = hashlib.sha256(bundled.WEIGHTS.read_bytes()).hexdigest()[:12]
+    assert len(stored) == 3
+    assert all(t.policy.name == "bundled" and t.policy.version == version for t in stored)
+    # Every assistant turn carries what GRPO needs, one entry per generated token.
+    steps = [s for t in stored for s in t.steps]
+    assert steps and all(len(s.token_ids) == len(s.logprobs) > 0 for s in steps)
