@@ -61,7 +61,9 @@ def test_an_episodes_turns_reuse_the_previous_turn_and_sample_the_same(
     assert cache.hits == 1 and 60 <= cache.reused_tokens < len(turn1[1])
     assert len(cache) == 4  # each prompt, then each prompt with its completion
     reused = cache.reused_tokens
-    turn2 = [p + g.token_ids + _ids(7, 4 + i) for i, (p, g) in enumerate(zip(turn1, first, strict=True))]
+    turn2 = [
+        p + g.token_ids + _ids(7, 4 + i) for i, (p, g) in enumerate(zip(turn1, first, strict=True))
+    ]
     second = _gen(model, turn2, mode, prefix_cache=cache)
     _same(second, _gen(model, turn2, mode))
     assert cache.hits == 3
