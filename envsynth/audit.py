@@ -12,7 +12,7 @@ from envsynth.ids import content_hash
 from envsynth.passk import default_ks
 from envsynth.policy.base import Policy
 from envsynth.rollout import estimate_difficulty
-from envsynth.schema import AuditReport, Difficulty, Task
+from envsynth.schema import AuditReport, Difficulty, Task, Trajectory
 from envsynth.store import Store
 
 
@@ -58,6 +58,7 @@ def run_audit(
     seed: int = 0,
     max_turns: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    on_trajectory: Callable[[Trajectory], None] | None = None,
 ) -> AuditReport:
     """Sample every (or `per_family` random) accepted task `samples` times and store the report."""
     tasks = _sample_tasks(store, dataset, per_family, seed)
@@ -66,7 +67,14 @@ def run_audit(
     step = 100
     for i in range(0, len(tasks), step):
         per_task.update(
-            estimate_difficulty(policy, tasks[i : i + step], samples, ks, max_turns=max_turns)
+            estimate_difficulty(
+                policy,
+                tasks[i : i + step],
+                samples,
+                ks,
+                max_turns=max_turns,
+                on_trajectory=on_trajectory,
+            )
         )
         if progress:
             progress(min(i + step, len(tasks)), len(tasks))

@@ -297,6 +297,9 @@ def audit_cmd(
         int | None, typer.Option(help="audit this many random tasks per family")
     ] = None,
     max_turns: Annotated[int | None, typer.Option(help="turn budget (default: the env's)")] = None,
+    keep_trajectories: Annotated[
+        bool, typer.Option("--keep-trajectories", help="store every episode's trajectory")
+    ] = False,
     out_dir: Annotated[Path, typer.Option("--out", help="report directory")] = Path("reports"),
 ) -> None:
     """Audit pass@k: a markdown table per family and a PNG plot."""
@@ -314,6 +317,7 @@ def audit_cmd(
             per_family=per_family,
             max_turns=max_turns,
             progress=lambda d, t: progress("audit", d, t),
+            on_trajectory=(lambda t: store.put_trajectories([t])) if keep_trajectories else None,
         )
     out_dir.mkdir(parents=True, exist_ok=True)
     md = out_dir / f"audit-{dataset}.md"
@@ -491,14 +495,21 @@ def serve_cmd(
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
     checkpoint: Annotated[
         Path | None,
-        typer.Option(help="weights (.safetensors or torch state dict); default: random tiny model"),
+        typer.Option(
+            help="weights: an `envsynth train` checkpoint, other .safetensors or a torch state "
+            "dict (default: the bundled weights, else a random tiny model)"
+        ),
     ] = None,
     seed: Annotated[int, typer.Option(help="seed of the random initialisation")] = 0,
 ) -> None:
     """Serve the model over an OpenAI-compatible /v1/chat/completions until interrupted."""
+    from model.policy import WEIGHTS, available
     from model.serve import build_model, serve
 
-    if checkpoint is None:
+    if checkpoint is None and available():
+        checkpoint = WEIGHTS
+        console.print(f"serving the bundled model ({WEIGHTS})")
+    elif checkpoint is None:
         console.print("[yellow]no --checkpoint: serving a randomly initialised tiny model[/yellow]")
     model = build_model(checkpoint, seed)
     console.print(f"serving on http://{host}:{port}/v1 (Ctrl-C stops)")

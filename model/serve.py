@@ -319,11 +319,12 @@ def build_model(
 ) -> Transformer:
     """The model to serve: weights from `checkpoint`, else a randomly initialised one.
 
-    The bundled trained weights do not exist yet (issue 4, item 7); without a checkpoint
-    this serves a random tiny model, which speaks the protocol but not sense.
+    A checkpoint written by `envsynth train` (the bundled weights are one) carries its own
+    args and is loaded with them; other weights must match `args`.
 
     Args:
-        checkpoint: a `.safetensors` file or a torch state dict (`torch.save`), matching args.
+        checkpoint: an `envsynth train` checkpoint, another `.safetensors` file or a torch
+            state dict (`torch.save`) matching args.
         seed: torch seed for the random initialisation.
         args: the architecture (the tiny `ModelArgs()` by default).
 
@@ -336,6 +337,10 @@ def build_model(
         return model
     if not checkpoint.is_file():
         raise ConfigError(f"checkpoint {checkpoint} does not exist; pass a weights file")
+    if checkpoint.suffix == ".safetensors" and _is_training_checkpoint(checkpoint):
+        from model.training.checkpoint import load_checkpoint
+
+        return load_checkpoint(checkpoint)
     try:
         if checkpoint.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -349,3 +354,13 @@ def build_model(
     except (RuntimeError, OSError, ValueError) as e:
         raise ConfigError(f"cannot load {checkpoint} into {model.args!r}: {e}") from e
     return model
+
+
+def _is_training_checkpoint(path: Path) -> bool:
+    from model.training.checkpoint import CheckpointError, read_metadata
+
+    try:
+        read_metadata(path)
+    except CheckpointError:
+        return False
+    return True

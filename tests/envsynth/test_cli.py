@@ -62,11 +62,14 @@ def test_main_job_end_to_end(tmp_path: Path) -> None:
         "reference",
         "--samples",
         "2",
+        "--keep-trajectories",
         "--out",
         str(out),
     )
     assert "| retail_ops |" in audit.stdout and "| itinerary |" in audit.stdout
     assert f"Tasks with pass@2 > 0: {accepted}/{accepted}" in audit.stdout
+    audited = Store(db).trajectories(limit=10 * accepted)
+    assert len(audited) == 2 * accepted and all(t.verdict and t.verdict.passed for t in audited)
     with Image.open(out / "audit-mini.png") as png:
         assert png.size[0] > 500
     envsynth("card", "--db", db, "--dataset", "mini", "--out", str(out / "card.md"))
@@ -89,7 +92,7 @@ def test_main_job_end_to_end(tmp_path: Path) -> None:
         "rollout", "--policy", "reference", "--episodes", "3", "--db", db, "--dataset", "mini"
     )
     assert "mean reward 1.000" in roll.stdout
-    assert Store(db).count_trajectories() == 3
+    assert Store(db).count_trajectories() == 2 * accepted + 3
 
 
 @pytest.mark.parametrize(
