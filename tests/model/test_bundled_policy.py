@@ -104,8 +104,11 @@ def test_the_committed_weights_step_the_gym_from_the_command_line(tmp_path: Path
         return run.stdout
 
     envsynth("generate", "general", "--envs", "2", "--families", "meeting_rooms")
-    named = envsynth("rollout", "--policy", "bundled", "--episodes", "2", "--max-turns", "2")
-    default = envsynth("rollout", "--episodes", "1", "--max-turns", "1", "--seed", "5")
+    short = ("--policy-arg", "max_tokens=48")  # a CPU test: short turns
+    named = envsynth(
+        "rollout", "--policy", "bundled", *short, "--episodes", "2", "--max-turns", "2"
+    )
+    default = envsynth("rollout", *short, "--episodes", "1", "--max-turns", "1", "--seed", "5")
     assert "with bundled" in named and "with bundled" in default
     stored = Store(db).trajectories()
     version = hashlib.sha256(bundled.WEIGHTS.read_bytes()).hexdigest()[:12]
@@ -113,4 +116,4 @@ def test_the_committed_weights_step_the_gym_from_the_command_line(tmp_path: Path
     assert all(t.policy.name == "bundled" and t.policy.version == version for t in stored)
     # Every assistant turn carries what GRPO needs, one entry per generated token.
     steps = [s for t in stored for s in t.steps]
-    assert steps and all(len(s.token_ids) == len(s.logprobs) > 0 for s in steps)
+    assert steps and all(0 < len(s.token_ids) == len(s.logprobs) <= 48 for s in steps)
