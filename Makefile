@@ -13,6 +13,7 @@ demo: setup
 	envsynth export --db $(DB) --format parquet --out $(OUT)/general.parquet
 	envsynth audit --db $(DB) --dataset general --policy random --samples 8 --per-family 50 --out $(OUT)
 	envsynth card --db $(DB) --dataset general --out data_cards/general.md
+	envsynth rollout --db $(DB) --policy bundled --episodes 2 --max-turns 2 --policy-arg max_tokens=64
 
 test: setup
 	bash scripts/setup-docker.sh
