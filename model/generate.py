@@ -90,22 +90,37 @@ def generate(
         cache, step = _prefill_reusing(model, prompts, prefix_cache, max_tokens, mode, backend)
     generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
     out = [_Draft() for _ in range(n)]
-    for t in range(max_tokens):
-        drawn = sample(step.logits[:, -1], sampling, generators)
-        routes = [r[:, -1].tolist() for r in step.routes if r is not None]
-        for row, draft in enumerate(out):
-            if not draft.stopped:
-                draft.add(drawn, row, [r[row] for r in routes], stop_id)
-        if all(d.stopped for d in out) or t == max_tokens - 1:
-            break
-        feed = torch.tensor([[pad_id if d.stopped else d.token_ids[-1]] for d in out])
-        step = forward_cached(model, feed.to(device), cache, None, mode, backend)
-    if prefix_cache is not None:
-        for row, (prompt, draft) in enumerate(zip(prompts, out, strict=True)):
-            # Row `row` fed every token it drew but the last, at slots width, width+1, ….
+    live = list(range(n))  # the prompt index of each row still in the batch
+
+    def keep(rows: Sequence[int]) -> None:
+        # Batch row b (prompt live[b]) fed every token it drew but the last, at slots
+        # width, width+1, …: its prompt and those tokens become one prefix-cache entry.
+        if prefix_cache is None:
+            return
+        for b in rows:
+            prompt, draft = prompts[live[b]], out[live[b]]
             fed = len(draft.token_ids) - 1
-            entry = extract_row(cache, row, width - len(prompt), width + fed)
+            entry = extract_row(cache, b, width - len(prompt), width + fed)
             prefix_cache.insert([*prompt, *draft.token_ids[:fed]], entry)
+
+    for t in range(max_tokens):
+        drawn = sample(step.logits[:, -1], sampling, [generators[i] for i in live])
+        routes = [r[:, -1].tolist() for r in step.routes if r is not None]
+        for b, i in enumerate(live):
+            out[i].add(drawn, b, [r[b] for r in routes], stop_id)
+        running = [b for b, i in enumerate(live) if not out[i].stopped]
+        if not running or t == max_tokens - 1:
+            break
+        if len(running) <= len(live) * 3 // 4:
+            # Stopped rows leave the batch, so later steps cost only the rows still going.
+            # Rarely (a quarter at a time), since each compaction copies the cache.
+            still = set(running)
+            keep([b for b in range(len(live)) if b not in still])
+            cache = cache.select(running)
+            live = [live[b] for b in running]
+        feed = [[out[i].token_ids[-1] if not out[i].stopped else pad_id] for i in live]
+        step = forward_cached(model, torch.tensor(feed, device=device), cache, None, mode, backend)
+    keep(range(len(live)))
     return [d.finish() for d in out]
 
 
@@ -146,6 +161,8 @@ class _Draft:
         self.stopped = False
 
     def add(self, drawn: Sample, row: int, routing: list[list[int]], stop_id: int) -> None:
+        if self.stopped:
+            return
         token = int(drawn.tokens[row])
         self.token_ids.append(token)
         self.logprobs.append(float(drawn.logprobs[row]))

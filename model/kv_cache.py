@@ -13,7 +13,7 @@ positions count only its real tokens, so a padded row computes what it would alo
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -101,6 +101,18 @@ class KVCache:
         self.positions[:, start:end] = (seen + valid.long().cumsum(-1) - 1).clamp(min=0)
         self.length = end
         return start, end
+
+    def select(self, rows: Sequence[int]) -> KVCache:
+        """A cache of only these rows, in this order (copied): e.g. the rows still decoding."""
+        index = torch.tensor(list(rows), dtype=torch.long, device=self.valid.device)
+        out = KVCache.__new__(KVCache)
+        out.layers = tuple(
+            LayerCache(layer.latent[index], layer.k_pe[index], layer.index_k[index])
+            for layer in self.layers
+        )
+        out.valid, out.positions = self.valid[index], self.positions[index]
+        out.batch, out.capacity, out.length = len(index), self.capacity, self.length
+        return out
 
     def visible(self, start: int, end: int) -> torch.Tensor:
         """(B, end-start, end) bool: which slots each new slot attends to.

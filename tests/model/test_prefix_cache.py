@@ -106,3 +106,46 @@ def test_bad_entries_and_capacities_are_refused(model: Transformer) -> None:
         PrefixCache(0)
     with pytest.raises(ModelInputError, match="one slot per token"):
         PrefixCache().insert([1, 2, 3], KVCache(model, 2, 3))
+
+
+def test_rows_that_stop_leave_the_batch_and_still_leave_their_entries(
+    model: Transformer,
+) -> None:
+    # Eight rows stop at different steps on a common token, so the batch is compacted
+    # several times; each row must still draw what it draws alone, and the cache entry of
+    # each (taken when it left the batch) must hold its exact sequence.
+    prompts = [_ids(30 + 3 * i, 20 + i) for i in range(8)]
+    free = _gen(model, prompts, "sparse")
+    counts: dict[int, int] = {}
+    for g in free:
+        for tok in set(g.token_ids[1:-1]):
+            counts[tok] = counts.get(tok, 0) + 1
+    stop = max(counts, key=lambda tok: counts[tok])
+    assert counts[stop] >= 2  # at least two rows stop early, at their own steps
+
+    def run(
+        batch: list[list[int]], seeds: list[int], cache: PrefixCache | None
+    ) -> list[Generation]:
+        return generate(
+            model,
+            batch,
+            max_tokens=10,
+            stop_id=stop,
+            pad_id=TOK.pad_id,
+            sampling=SamplingConfig(temperature=1.0),
+            seeds=seeds,
+            prefix_cache=cache,
+        )
+
+    cache = PrefixCache(capacity=64)
+    together = run(prompts, list(range(8)), cache)
+    assert sum(g.stopped for g in together) >= 2
+    for i, (prompt, g) in enumerate(zip(prompts, together, strict=True)):
+        alone = run([prompt], [i], None)[0]
+        assert g.token_ids == alone.token_ids and g.stopped == alone.stopped
+        torch.testing.assert_close(torch.tensor(g.logprobs), torch.tensor(alone.logprobs))
+    # Each sequence's entry is exact: extending it reuses all of it but the last token drawn.
+    for prompt, g in zip(prompts, together, strict=True):
+        reused = cache.reused_tokens
+        run([prompt + g.token_ids + [1, 2]], [0], cache)
+        assert cache.reused_tokens - reused == len(prompt) + len(g.token_ids) - 1
