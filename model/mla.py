@@ -97,37 +97,40 @@ class MLA(nn.Module):
         )  # fmt: skip
         return out.transpose(1, 2)
 
-    def _absorbed(self, p: Projection) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _absorbed_query(self, p: Projection) -> tuple[torch.Tensor, torch.Tensor]:
         # wkv_b folded into the query (w_uk) and the output (w_uv): every head then reads
-        # the same latent entries [c ‖ k_pe].
+        # the same latent entries [c ‖ k_pe]. Returns the latent part of the query, w_uv.
         w = self.wkv_b.weight.view(self.n_heads, self.nope + self.v_dim, self.kv_rank)
         w_uk, w_uv = w.split([self.nope, self.v_dim], dim=1)
-        q = torch.cat([torch.einsum("bthd,hdc->bthc", p.q_nope, w_uk), p.q_pe], dim=-1)
-        return q, torch.cat([p.latent, p.k_pe], dim=-1), w_uv
+        return torch.einsum("bthd,hdc->bthc", p.q_nope, w_uk), w_uv
 
     def sparse(self, p: Projection, indices: torch.Tensor, backend: Backend) -> torch.Tensor:
         """Absorbed attention over the selected latent entries. Returns (B, T, H, v)."""
-        q, kv, w_uv = self._absorbed(p)
+        q_latent, w_uv = self._absorbed_query(p)
+        q = torch.cat([q_latent, p.q_pe], dim=-1)
+        kv = torch.cat([p.latent, p.k_pe], dim=-1)
         out = sparse_mla(q, kv, indices, self.softmax_scale, self.kv_rank, backend)
         return torch.einsum("bthc,hvc->bthv", out, w_uv)
 
     def masked(self, p: Projection, allowed: torch.Tensor) -> torch.Tensor:
         """Absorbed attention over the entries `allowed` (B, T, S) marks. Returns (B, T, H, v).
 
-        The same function as `sparse` over the same entries, as one fused masked attention:
-        what the CPU runs when the selection is a mask rather than index lists. Every row
-        must allow at least one entry.
+        The same function as `sparse` over the same entries, with the selection as a mask:
+        what the CPU runs. Every head reads the same entries (MQA), so the heads fold into
+        the query rows of one batched product, and the latent and RoPE parts of the score
+        are summed rather than concatenated: the cache is read in place, never copied per
+        head or per step. Every row must allow at least one entry.
         """
-        q, kv, w_uv = self._absorbed(p)
-        heads = q.shape[2]
-        out = F.scaled_dot_product_attention(
-            q.transpose(1, 2),
-            kv[:, None].expand(-1, heads, -1, -1),
-            p.latent[:, None].expand(-1, heads, -1, -1),
-            attn_mask=allowed[:, None],
-            scale=self.softmax_scale,
-        )
-        return torch.einsum("bhtc,hvc->bthv", out, w_uv)
+        q_latent, w_uv = self._absorbed_query(p)
+        b, t, h, c = q_latent.shape
+        q_latent = q_latent.transpose(1, 2).reshape(b, h * t, c)
+        q_pe = p.q_pe.transpose(1, 2).reshape(b, h * t, -1)
+        scores = torch.baddbmm(
+            torch.bmm(q_latent, p.latent.transpose(1, 2)), q_pe, p.k_pe.transpose(1, 2)
+        ).view(b, h, t, -1)
+        scores = (scores * self.softmax_scale).masked_fill_(~allowed[:, None], float("-inf"))
+        out = torch.bmm(scores.softmax(dim=-1).view(b, h * t, -1), p.latent)
+        return torch.einsum("bhtc,hvc->bthv", out.view(b, h, t, c), w_uv)
 
     def forward(
         self, x: torch.Tensor, rope: Rope, mode: AttentionMode = "sparse", backend: Backend = "auto"
