@@ -68,9 +68,9 @@ def generate(
         seeds: one seed per prompt for its generator; default 0, 1, 2, ….
         mode: "dense" or "sparse" attention.
         backend: where the sparse attention runs (see `model.dispatch`).
-        prefix_cache: reuse its entries for the prompts' common prefixes and keep every
-            finished sequence in it (see `model.prefix_cache`); None prefills each prompt
-            whole, as one batch.
+        prefix_cache: reuse its entries for the prompts' common prefixes, and keep each
+            prompt and each finished sequence in it (see `model.prefix_cache`); None
+            prefills each prompt whole, as one batch.
 
     Raises:
         ModelInputError: on an empty prompt, bad max_tokens or seeds, or when the longest

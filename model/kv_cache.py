@@ -6,6 +6,8 @@ DeepSeek's absorbed inference) and the indexer key. A step projects only its new
 appends them, and attends over the cache in the absorbed (MQA) form of `MLA.sparse`: in
 sparse mode over the indexer's top-k, in dense mode over every visible entry, which is the
 same function as dense attention. Step t therefore costs O(t), not a forward over t tokens.
+On CUDA the selection goes to the Triton kernel as index lists; on the CPU it stays a mask
+(`MLA.masked`), and a long prefill is attended in chunks of query rows.
 
 Rows may be left-padded: pad slots are never visible to real tokens, and each row's RoPE
 positions count only its real tokens, so a padded row computes what it would alone.
