@@ -15,13 +15,13 @@ initialized model of the default shapes (same cost, meaningless text).
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from rich.table import Table
 
 from envsynth.rollout import EpisodeSpec, rollout
-from envsynth.schema import Trajectory
 
 
 def _model() -> tuple[Any, str]:
@@ -47,10 +47,38 @@ def _tasks(n_tasks: int, seed: int) -> list[Any]:
     return list(first.values())[:n_tasks]
 
 
-def run_bench(
+@dataclass(frozen=True)
+class Run:
+    """One pass over the episodes.
+
+    Attributes:
+        label: which run.
+        seconds: wall time of the rollout.
+        turns: assistant turns taken, over all episodes.
+        prefilled: prompt tokens prefilled (None: the run keeps no cache to count them).
+        reused: prompt tokens read from the prefix cache (None: as above).
+    """
+
+    label: str
+    seconds: float
+    turns: int
+    prefilled: int | None
+    reused: int | None
+
+
+@dataclass(frozen=True)
+class GenerationBench:
+    """Both runs and whether they produced the same trajectories."""
+
+    title: str
+    runs: tuple[Run, Run]
+    identical: bool
+
+
+def measure(
     *, tasks: int = 4, samples: int = 4, turns: int = 6, max_tokens: int = 128, seed: int = 7
-) -> Table:
-    """Time the same episodes without and with prefix reuse; see the module docstring."""
+) -> GenerationBench:
+    """Run the same episodes without and with prefix reuse; see the module docstring."""
     from model.agent import ModelPolicy
 
     model, name = _model()
@@ -60,48 +88,53 @@ def run_bench(
         for t in chosen
         for s in range(samples)
     ]
-    rows = []
-    runs: list[list[Trajectory]] = []
+    runs, trajectories = [], []
     for label, entries in (("whole prompts (baseline)", 0), ("prefix reuse", 4 * len(specs))):
         policy = ModelPolicy(
             model, thinking=False, max_tokens=max_tokens, prefix_cache=entries, name=name
         )
         t0 = time.perf_counter()
-        trajectories = rollout("envsynth/General-v0", policy, specs, concurrency=len(specs))
-        seconds = time.perf_counter() - t0
+        done = rollout("envsynth/General-v0", policy, specs, concurrency=len(specs))
         cache = policy.prefix_cache
-        turns_done = sum(sum(m.role == "assistant" for m in t.messages) for t in trajectories)
-        rows.append(
-            (
+        runs.append(
+            Run(
                 label,
-                seconds,
-                turns_done,
+                time.perf_counter() - t0,
+                sum(sum(m.role == "assistant" for m in t.messages) for t in done),
                 cache.prefilled_tokens if cache else None,
                 cache.reused_tokens if cache else None,
             )
         )
-        runs.append(sorted(trajectories, key=lambda t: (t.task_id, t.seed)))
-    same = all(
+        trajectories.append(sorted(done, key=lambda t: (t.task_id, t.seed)))
+    identical = all(
         [m.content for m in a.messages] == [m.content for m in b.messages]
-        for a, b in zip(*runs, strict=True)
+        for a, b in zip(*trajectories, strict=True)
     )
+    title = (
+        f"{len(specs)} episodes ({len(chosen)} tasks × {samples} samples, ≤ {turns} turns, "
+        f"≤ {max_tokens} tokens a turn) of {name} on {torch.get_num_threads()} threads"
+    )
+    return GenerationBench(title, (runs[0], runs[1]), identical)
+
+
+def run_bench(**options: Any) -> Table:
+    """`measure(**options)` as a table with the speed-up over the baseline."""
+    bench = measure(**options)
     table = Table(
-        title=f"{len(specs)} episodes ({len(chosen)} tasks × {samples} samples, ≤ {turns} turns, "
-        f"≤ {max_tokens} tokens a turn) of {name} on {torch.get_num_threads()} threads; "
-        f"identical trajectories: {'yes' if same else 'no'}"
+        title=f"{bench.title}; identical trajectories: {'yes' if bench.identical else 'no'}"
     )
     columns = ("run", "wall s", "turns", "s / turn", "tokens prefilled", "reused", "speed-up")
     for col in columns:
         table.add_column(col)
-    base = rows[0][1]
-    for label, seconds, turns_done, prefilled, reused in rows:
+    base = bench.runs[0].seconds
+    for run in bench.runs:
         table.add_row(
-            label,
-            f"{seconds:.1f}",
-            str(turns_done),
-            f"{seconds / max(turns_done, 1):.2f}",
-            "—" if prefilled is None else f"{prefilled:,}",
-            "—" if reused is None else f"{reused:,}",
-            f"{base / seconds:.2f}×",
+            run.label,
+            f"{run.seconds:.1f}",
+            str(run.turns),
+            f"{run.seconds / max(run.turns, 1):.2f}",
+            "—" if run.prefilled is None else f"{run.prefilled:,}",
+            "—" if run.reused is None else f"{run.reused:,}",
+            f"{base / run.seconds:.2f}×",
         )
     return table
