@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -157,10 +158,14 @@ def test_openai_needs_an_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
         make_policy("openai")
 
 
-def test_unknown_policy_and_missing_bundled() -> None:
+def test_unknown_policy_and_missing_bundled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with pytest.raises(UnknownIdError, match="Did you mean 'random'"):
         make_policy("randm")
-    with pytest.raises(ConfigError, match="bundled"):
+    # As in a build whose weights are missing: a clear error naming how to get them.
+    monkeypatch.setattr("model.policy.WEIGHTS", tmp_path / "absent.safetensors")
+    with pytest.raises(ConfigError, match="no bundled weights"):
         make_policy("bundled")
 
 
