@@ -18,7 +18,7 @@ from model.dispatch import Backend
 from model.errors import ModelInputError
 from model.kv_cache import KVCache, StepOutput, forward_cached
 from model.mla import AttentionMode
-from model.prefix_cache import PrefixCache, extract_row, merge_right_aligned, row_cache
+from model.prefix_cache import PrefixCache, merge_right_aligned, row_cache
 from model.sampling import Sample, SamplingConfig, sample
 from model.transformer import Transformer
 
@@ -100,7 +100,7 @@ def generate(
         for b in rows:
             prompt, draft = prompts[live[b]], out[live[b]]
             fed = len(draft.token_ids) - 1
-            entry = extract_row(cache, b, width - len(prompt), width + fed)
+            entry = cache.select([b], width - len(prompt), width + fed)
             prefix_cache.insert([*prompt, *draft.token_ids[:fed]], entry)
 
     for t in range(max_tokens):

@@ -104,16 +104,27 @@ class KVCache:
         self.length = end
         return start, end
 
-    def select(self, rows: Sequence[int]) -> KVCache:
-        """A cache of only these rows, in this order (copied): e.g. the rows still decoding."""
+    def select(self, rows: Sequence[int], start: int = 0, end: int | None = None) -> KVCache:
+        """These rows, in this order, and slots start…end-1 (default: all) as a new cache.
+
+        Copied, so the source can go: e.g. the rows still decoding, or one finished row's
+        real slots as a prefix-cache entry.
+        """
+        end = self.capacity if end is None else end
         index = torch.tensor(list(rows), dtype=torch.long, device=self.valid.device)
         out = KVCache.__new__(KVCache)
         out.layers = tuple(
-            LayerCache(layer.latent[index], layer.k_pe[index], layer.index_k[index])
+            LayerCache(
+                layer.latent[index, start:end],
+                layer.k_pe[index, start:end],
+                layer.index_k[index, start:end],
+            )
             for layer in self.layers
         )
-        out.valid, out.positions = self.valid[index], self.positions[index]
-        out.batch, out.capacity, out.length = len(index), self.capacity, self.length
+        out.valid = self.valid[index, start:end]
+        out.positions = self.positions[index, start:end]
+        out.batch, out.capacity = len(index), end - start
+        out.length = min(self.length, end) - start
         return out
 
     def visible(self, start: int, end: int) -> torch.Tensor:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from model.errors import ModelInputError
-from model.kv_cache import KVCache, LayerCache
+from model.kv_cache import KVCache
 from model.transformer import Transformer
 
 # A shorter match saves less than the lookup and the copy cost.
@@ -70,23 +70,6 @@ def merge_right_aligned(model: Transformer, rows: Sequence[KVCache], capacity: i
         batch.positions[i, a:width] = row.positions[0, :n]
     batch.length = width
     return batch
-
-
-def extract_row(cache: KVCache, row: int, start: int, end: int) -> KVCache:
-    """Slots start…end-1 of one row of a batch cache, as a compact one-row cache (copied)."""
-    out = KVCache.__new__(KVCache)
-    out.layers = tuple(
-        LayerCache(
-            layer.latent[row : row + 1, start:end].clone(),
-            layer.k_pe[row : row + 1, start:end].clone(),
-            layer.index_k[row : row + 1, start:end].clone(),
-        )
-        for layer in cache.layers
-    )
-    out.valid = cache.valid[row : row + 1, start:end].clone()
-    out.positions = cache.positions[row : row + 1, start:end].clone()
-    out.batch, out.capacity, out.length = 1, end - start, end - start
-    return out
 
 
 class PrefixCache:
