@@ -104,9 +104,21 @@ def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
 
 
 def _strip_titles(schema: Any) -> Any:
-    """Drop pydantic's auto-generated `title`s: noise in a prompt."""
+    """Drop pydantic's auto-generated `title`s: noise in a prompt.
+
+    Only the `title` keyword goes: the keys of `properties` and `$defs` are names, and a
+    parameter may be called "title" (meeting_rooms' `book_room` has one).
+    """
     if isinstance(schema, dict):
-        return {k: _strip_titles(v) for k, v in schema.items() if k != "title"}
+        return {
+            k: (
+                {name: _strip_titles(sub) for name, sub in v.items()}
+                if k in ("properties", "$defs") and isinstance(v, dict)
+                else _strip_titles(v)
+            )
+            for k, v in schema.items()
+            if k != "title"
+        }
     if isinstance(schema, list):
         return [_strip_titles(v) for v in schema]
     return schema

@@ -33,6 +33,12 @@ def test_definition(name: str) -> None:
     for tool in family.tool_index.values():
         jsonschema.Draft202012Validator.check_schema(tool.spec.parameters)
         assert tool.spec.description, f"{tool.name} has no description"
+        # The schema lists every field of the arguments model (a property named like a
+        # schema keyword, "title", once went missing and left `required` unsatisfiable).
+        fields = list(tool.arguments.model_fields)
+        props = tool.spec.parameters["properties"]
+        assert list(props) == fields, f"{tool.name}: schema {list(props)} vs fields {fields}"
+        assert set(tool.spec.parameters.get("required", ())) <= set(props), tool.name
 
 
 @pytest.mark.parametrize("name", NAMES)
