@@ -501,6 +501,20 @@ def serve_cmd(
         ),
     ] = None,
     seed: Annotated[int, typer.Option(help="seed of the random initialisation")] = 0,
+    thinking: Annotated[
+        bool,
+        typer.Option(
+            "--thinking/--no-thinking",
+            help="open each reply's reasoning block; the bundled model is trained without one",
+        ),
+    ] = False,
+    guided: Annotated[
+        bool,
+        typer.Option(
+            "--guided/--no-guided",
+            help='decode tool calls by the tools\' schemas under tool_choice "auto" too',
+        ),
+    ] = False,
 ) -> None:
     """Serve the model over an OpenAI-compatible /v1/chat/completions until interrupted."""
     from model.policy import WEIGHTS, available
@@ -514,7 +528,7 @@ def serve_cmd(
     model = build_model(checkpoint, seed)
     console.print(f"serving on http://{host}:{port}/v1 (Ctrl-C stops)")
     try:
-        serve(model, host=host, port=port, block=True)
+        serve(model, host=host, port=port, block=True, thinking=thinking, guided=guided)
     except KeyboardInterrupt:
         pass
 

@@ -26,6 +26,7 @@ from model.mla import AttentionMode
 from model.prefix_cache import PrefixCache
 from model.sampling import SamplingConfig
 from model.tokenizer import Tokenizer
+from model.tool_grammar import TurnConstraint
 from model.transformer import Transformer
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,8 @@ class ModelPolicy:
         prefix_cache: finished sequences whose caches are kept for the next requests'
             common prefixes (an episode's next turn, the other samples of a task); 0 turns
             reuse off. See `model.prefix_cache`.
+        guided: under tool_choice "auto", decode tool calls by the tools' schemas as well
+            (`model.tool_grammar`). "none", "required" and a named tool are always guided.
     """
 
     def __init__(
@@ -62,6 +65,7 @@ class ModelPolicy:
         backend: Backend = "auto",
         max_tokens: int | None = None,
         prefix_cache: int = 64,
+        guided: bool = False,
     ):
         if max_tokens is not None and max_tokens < 1:
             raise ConfigError(f"max_tokens must be ≥ 1, got {max_tokens}")
@@ -70,6 +74,7 @@ class ModelPolicy:
         self.prefix_cache = PrefixCache(prefix_cache) if prefix_cache else None
         self.tokenizer = tokenizer or Tokenizer()
         self.thinking, self.top_k, self.mode, self.backend = thinking, top_k, mode, backend
+        self.guided = guided
         self.info = PolicyInfo(name=name, version=version)
 
     async def agenerate(self, requests: Sequence[PolicyRequest]) -> list[PolicyOutput]:
@@ -101,11 +106,17 @@ class ModelPolicy:
                 mode=self.mode,
                 backend=self.backend,
                 prefix_cache=self.prefix_cache,
+                constraints=[self._constraint(requests[i]) for i in rows],
             )
             for i, gen in zip(rows, gens, strict=True):
                 message, raw = self._message(gen, requests[i])
                 outputs[i] = PolicyOutput(message, _record(gen), raw_text=raw)
         return [o for o in outputs if o is not None]
+
+    def _constraint(self, request: PolicyRequest) -> TurnConstraint | None:
+        if request.tool_choice == "auto" and not self.guided:
+            return None
+        return TurnConstraint.for_turn(request.tools, request.tool_choice, thinking=self.thinking)
 
     def _budget(self, sampling: SamplingParams, prompt: list[int]) -> int:
         # Generation may fill the context: the last token drawn is never fed back.

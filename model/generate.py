@@ -20,6 +20,7 @@ from model.kv_cache import KVCache, StepOutput, forward_cached
 from model.mla import AttentionMode
 from model.prefix_cache import PrefixCache, merge_right_aligned, row_cache
 from model.sampling import Sample, SamplingConfig, sample
+from model.tool_grammar import TurnConstraint
 from model.transformer import Transformer
 
 
@@ -55,6 +56,7 @@ def generate(
     mode: AttentionMode = "sparse",
     backend: Backend = "auto",
     prefix_cache: PrefixCache | None = None,
+    constraints: Sequence[TurnConstraint | None] | None = None,
 ) -> list[Generation]:
     """Continue every prompt until it draws `stop_id` or has `max_tokens` tokens.
 
@@ -71,15 +73,20 @@ def generate(
         prefix_cache: reuse its entries for the prompts' common prefixes, and keep each
             prompt and each finished sequence in it (see `model.prefix_cache`); None
             prefills each prompt whole, as one batch.
+        constraints: per prompt, a grammar its tokens must follow (guided decoding, see
+            `model.tool_grammar`) or None; each is advanced by the row's drawn tokens.
 
     Raises:
-        ModelInputError: on an empty prompt, bad max_tokens or seeds, or when the longest
-            prompt plus max_tokens exceeds the model's max_seq_len.
+        ModelInputError: on an empty prompt, bad max_tokens, seeds or constraints, or when
+            the longest prompt plus max_tokens exceeds the model's max_seq_len.
     """
     sampling = sampling or SamplingConfig()
     n = len(prompts)
     seeds = list(range(n)) if seeds is None else list(seeds)
+    guides = [None] * n if constraints is None else list(constraints)
     _check(model, prompts, max_tokens, seeds)
+    if len(guides) != n:
+        raise ModelInputError(f"{len(guides)} constraints for {n} prompts; give one (or None) each")
     device = model.embed.weight.device
     width = max(len(p) for p in prompts)
     if prefix_cache is None:
@@ -104,7 +111,15 @@ def generate(
             prefix_cache.insert([*prompt, *draft.token_ids[:fed]], entry)
 
     for t in range(max_tokens):
-        drawn = sample(step.logits[:, -1], sampling, [generators[i] for i in live])
+        logits = step.logits[:, -1]
+        # Rows that stopped but still sit in the batch draw freely; their draws are dropped.
+        row_guides = [None if out[i].stopped else guides[i] for i in live]
+        if any(g is not None for g in row_guides):
+            logits = logits.masked_fill(~_allowed(row_guides, logits), float("-inf"))
+        drawn = sample(logits, sampling, [generators[i] for i in live])
+        for b, guide in enumerate(row_guides):
+            if guide is not None:
+                guide.advance(int(drawn.tokens[b]))
         routes = [r[:, -1].tolist() for r in step.routes if r is not None]
         for b, i in enumerate(live):
             out[i].add(drawn, b, [r[b] for r in routes], stop_id)
@@ -122,6 +137,15 @@ def generate(
         step = forward_cached(model, torch.tensor(feed, device=device), cache, None, mode, backend)
     keep(range(len(live)))
     return [d.finish() for d in out]
+
+
+def _allowed(guides: Sequence[TurnConstraint | None], logits: torch.Tensor) -> torch.Tensor:
+    """(rows, V) bool: each guided row's grammar mask; every id for the unguided ones."""
+    mask = torch.ones(logits.shape, dtype=torch.bool)
+    for b, guide in enumerate(guides):
+        if guide is not None:
+            mask[b] = guide.allowed(logits.shape[-1])
+    return mask.to(logits.device)
 
 
 def _prefill_reusing(

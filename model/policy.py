@@ -38,6 +38,7 @@ class BundledPolicy(ModelPolicy):
             the median and 97 at p95 (the longest, a bulk submission, 890); a model that
             rambles stops here, where on the CPU each token costs ~13 ms at 5K context.
         prefix_cache: sequences kept for prefix reuse (see `ModelPolicy`).
+        guided: decode tool calls by the tools' schemas (see `ModelPolicy`).
     """
 
     def __init__(
@@ -50,6 +51,7 @@ class BundledPolicy(ModelPolicy):
         backend: Backend = "auto",
         max_tokens: int | None = 512,
         prefix_cache: int = 64,
+        guided: bool = False,
     ):
         path = Path(weights) if weights is not None else WEIGHTS
         if not path.is_file():
@@ -68,4 +70,5 @@ class BundledPolicy(ModelPolicy):
             backend=backend,
             max_tokens=max_tokens,
             prefix_cache=prefix_cache,
+            guided=guided,
         )

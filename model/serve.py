@@ -28,6 +28,7 @@ from envsynth.policy.base import PolicyOutput, PolicyRequest
 from envsynth.schema import Message, SamplingParams, ToolCall, ToolSpec
 from model.agent import ModelPolicy
 from model.args import ModelArgs
+from model.errors import ModelInputError
 from model.tokenizer import Tokenizer
 from model.transformer import Transformer
 
@@ -95,12 +96,26 @@ class _Tool(_Strict):
     function: _FunctionSpec
 
 
+class _ToolChoiceFunction(_Strict):
+    name: str
+
+
+class _ToolChoice(_Strict):
+    type: Literal["function"] = "function"
+    function: _ToolChoiceFunction
+
+
 class ChatRequest(_Strict):
-    """The body of `POST /v1/chat/completions` (the fields this server honours)."""
+    """The body of `POST /v1/chat/completions` (the fields this server honours).
+
+    `tool_choice` other than "auto" is enforced by guided decoding (`model.tool_grammar`):
+    "required" and a named function give calls that follow the tools' schemas, "none" no call.
+    """
 
     model: str = "default"
     messages: list[_Message] = Field(min_length=1)
     tools: list[_Tool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | _ToolChoice = "auto"
     n: int = Field(1, ge=1, le=64)
     temperature: float = Field(1.0, ge=0, le=2)
     top_p: float = Field(1.0, gt=0, le=1)
@@ -150,6 +165,9 @@ class ChatServer:
             )
             for t in req.tools or []
         ]
+        choice = (
+            req.tool_choice if isinstance(req.tool_choice, str) else req.tool_choice.function.name
+        )
         first = secrets.randbits(62) if req.seed is None else req.seed
         requests = [
             PolicyRequest(
@@ -161,12 +179,18 @@ class ChatServer:
                     max_tokens=req.max_tokens,
                     seed=first + i,
                 ),
+                tool_choice=choice,
             )
             for i in range(req.n)
         ]
         prompt = self.policy.tokenizer.encode_chat(messages, tools, thinking=self.policy.thinking)
         with self._lock:
-            outputs = asyncio.run(self.policy.agenerate(requests))
+            try:
+                outputs = asyncio.run(self.policy.agenerate(requests))
+            except ModelInputError as e:
+                # What the request asked cannot be generated: a tool_choice naming no tool,
+                # "required" without tools, a schema that admits no arguments.
+                raise _BadRequest(str(e)) from None
         choices = [self._choice(i, o, req.logprobs) for i, o in enumerate(outputs)]
         completion = sum(len(o.step.token_ids or []) for o in outputs)
         return {
@@ -291,6 +315,8 @@ def serve(
     *,
     model_name: str = "envsynth-dsa",
     block: bool = False,
+    thinking: bool = True,
+    guided: bool = False,
 ) -> ThreadingHTTPServer:
     """Start serving `model` on host:port (port 0 picks a free one).
 
@@ -301,11 +327,14 @@ def serve(
         port: TCP port; read the bound one from `server.server_address`.
         model_name: the id `/v1/models` lists.
         block: serve in this thread until interrupted, instead of a daemon thread.
+        thinking: render prompts in thinking mode (replies open a reasoning block).
+        guided: decode tool calls by the tools' schemas under tool_choice "auto" too;
+            other tool choices are always guided.
 
     Returns:
         The running server; `shutdown()` stops it and `server_close()` frees the port.
     """
-    policy = ModelPolicy(model, tokenizer, name=model_name)
+    policy = ModelPolicy(model, tokenizer, name=model_name, thinking=thinking, guided=guided)
     server = _HTTPServer((host, port), ChatServer(policy, model_name))
     if block:
         server.serve_forever()

@@ -21,12 +21,15 @@ class PolicyRequest:
         sampling: sampling parameters (seed included, for reproducible baselines).
         task: the task being solved. Only privileged backends (`reference`) read it; model
             backends never see it.
+        tool_choice: as in the Chat Completions API: "auto" (the model decides), "none" (no
+            call), "required" (at least one call) or the name of the one tool to call.
     """
 
     messages: Sequence[Message]
     tools: Sequence[ToolSpec] = ()
     sampling: SamplingParams = field(default_factory=SamplingParams)
     task: Task | None = None
+    tool_choice: str = "auto"
 
 
 @dataclass(frozen=True)

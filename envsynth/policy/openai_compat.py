@@ -128,6 +128,13 @@ class OpenAIPolicy:
             body["seed"] = s.seed
         if request.tools:
             body["tools"] = [t.openai_schema() for t in request.tools]
+            if request.tool_choice != "auto":
+                choice = request.tool_choice
+                body["tool_choice"] = (
+                    choice
+                    if choice in ("none", "required")
+                    else {"type": "function", "function": {"name": choice}}
+                )
         if self.logprobs:
             body["logprobs"] = True
         return body

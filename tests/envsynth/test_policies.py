@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -117,6 +118,22 @@ def test_openai_round_trip(llm: tuple[FakeLLM, str]) -> None:
     assert body["model"] == "m1" and body["temperature"] == 0.3 and body["seed"] == 7
     assert body["tools"][0]["function"]["name"] == "submit"
     assert body["messages"] == [{"role": "user", "content": "hi"}]
+    assert "tool_choice" not in body  # "auto" is the API's own default
+
+
+@pytest.mark.parametrize(
+    ("choice", "sent"),
+    [
+        ("required", "required"),
+        ("none", "none"),
+        ("submit", {"type": "function", "function": {"name": "submit"}}),
+    ],
+)
+def test_openai_sends_the_tool_choice(llm: tuple[FakeLLM, str], choice: str, sent: Any) -> None:
+    state, url = llm
+    policy = make_policy("openai", base_url=url, model="m1")
+    generate(policy, [dataclasses.replace(_request(), tool_choice=choice)])
+    assert state.bodies[-1]["tool_choice"] == sent
 
 
 def test_openai_retries_then_succeeds(llm: tuple[FakeLLM, str]) -> None:

@@ -3,6 +3,7 @@ backend against it, a General-gym rollout through it, and hostile request bodies
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
 from typing import Any
@@ -39,6 +40,27 @@ def server() -> Iterator[ThreadingHTTPServer]:
 def base_url(server: ThreadingHTTPServer) -> str:
     host, port = server.server_address[:2]
     return f"http://{host!s}:{port}/v1"
+
+
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "lookup",
+            "parameters": {
+                "type": "object",
+                "properties": {"id": {"type": "string", "maxLength": 4}},
+                "required": ["id"],
+                "additionalProperties": False,
+            },
+        },
+    },
+    {"type": "function", "function": {"name": "done", "parameters": {"type": "object"}}},
+]
+
+
+def _named(name: str) -> dict[str, Any]:
+    return {"type": "function", "function": {"name": name}}
 
 
 def _post(base_url: str, body: Any) -> httpx.Response:
@@ -147,6 +169,12 @@ def test_a_general_gym_rollout_runs_through_the_server(base_url: str) -> None:
         ({"messages": [{"role": "wizard", "content": "x"}]}, "role"),
         ({"messages": HISTORY, "stream": True}, "stream"),
         ({"messages": HISTORY, "bogus": 1}, "bogus"),
+        ({"messages": HISTORY, "tool_choice": "any"}, "tool_choice"),
+        ({"messages": HISTORY, "tool_choice": "required"}, "needs at least one tool"),
+        (
+            {"messages": HISTORY, "tools": TOOLS, "tool_choice": _named("nope")},
+            "neither a mode nor a tool",
+        ),
     ],
 )
 def test_a_bad_request_gets_400_with_an_openai_error(base_url: str, body: Any, needle: str) -> None:
@@ -155,6 +183,43 @@ def test_a_bad_request_gets_400_with_an_openai_error(base_url: str, body: Any, n
     error = reply.json()["error"]
     assert error["type"] == "invalid_request_error"
     assert needle in error["message"] and "Traceback" not in reply.text
+
+
+@pytest.fixture(scope="module")
+def plain_url() -> Iterator[str]:
+    # Non-thinking, as the bundled model is served: a reply starts with its call, not with
+    # free reasoning that a random model would not end within a test's budget.
+    torch.manual_seed(0)
+    args = ModelArgs(n_layers=2, moe_layers=(1,), max_seq_len=2048, index_topk=32)
+    srv = serve(Transformer(args), TOK, "127.0.0.1", 0, thinking=False)
+    host, port = srv.server_address[:2]
+    yield f"http://{host!s}:{port}/v1"
+    srv.shutdown()
+    srv.server_close()
+
+
+def test_tool_choice_is_enforced_by_guided_decoding(plain_url: str) -> None:
+    body = {"messages": HISTORY, "tools": TOOLS, "n": 4, "max_tokens": 64, "seed": 1}
+    named = _post(plain_url, {**body, "tool_choice": _named("lookup")}).json()
+    for choice in named["choices"]:
+        # A random model: the envelope and the schema are the grammar's, the id is sampled.
+        (call,) = choice["message"]["tool_calls"]
+        assert call["function"]["name"] == "lookup" and choice["finish_reason"] == "tool_calls"
+        arguments = json.loads(call["function"]["arguments"])
+        assert list(arguments) == ["id"] and len(arguments["id"]) <= 4
+        assert choice["message"]["content"] == ""
+
+    required = _post(plain_url, {**body, "tool_choice": "required"}).json()
+    for choice in required["choices"]:
+        calls = choice["message"].get("tool_calls", [])
+        # Either a call was completed or the 64-token budget ran out inside one.
+        assert calls or choice["finish_reason"] == "length"
+        assert all(c["function"]["name"] in {"lookup", "done"} for c in calls)
+
+    none = _post(plain_url, {**body, "tool_choice": "none"}).json()
+    assert all("tool_calls" not in c["message"] for c in none["choices"])
+    free = _post(plain_url, body).json()  # "auto", unguided: the random model's own bytes
+    assert all(c["finish_reason"] != "tool_calls" for c in free["choices"])
 
 
 def test_unknown_paths_get_404(base_url: str) -> None:
