@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from envsynth.errors import ConfigError
 from model.training.distill import DistillConfig, distill_split
@@ -28,7 +28,11 @@ class DataConfig(BaseModel):
     Attributes:
         seed: seed of the retrieval streams (the distillation has its own, `sft.seed`).
         retrieval: the long-range retrieval sequences.
-        retrieval_near: the short-range control set, evaluated only (None: none).
+        retrieval_near: the short-range control set (None: none); evaluated, and trained on
+            only when `near_fraction` asks for it.
+        near_fraction: share of the retrieval training batches drawn with `retrieval_near`'s
+            shapes: copying from a few tokens back is learnt first, the far lookup builds
+            on it (0: every batch is long-range).
         heldout_retrieval: held-out retrieval sequences per retrieval set.
         sft: the distilled trajectories (None: no SFT data; stages must not ask for it).
         heldout_sft: at most this many held-out SFT examples are evaluated.
@@ -41,9 +45,16 @@ class DataConfig(BaseModel):
     retrieval_near: RetrievalConfig | None = Field(
         default_factory=lambda: RetrievalConfig(n_queries=4, min_distance=8, max_distance=64)
     )
+    near_fraction: float = Field(0.0, ge=0, le=1)
     heldout_retrieval: int = Field(32, ge=1)
     sft: DistillConfig | None = Field(default_factory=DistillConfig)
     heldout_sft: int = Field(32, ge=1)
+
+    @model_validator(mode="after")
+    def _near_needs_its_shapes(self) -> DataConfig:
+        if self.near_fraction and self.retrieval_near is None:
+            raise ConfigError("near_fraction trains on retrieval_near, which is None; set it")
+        return self
 
 
 @dataclass(frozen=True)
@@ -89,7 +100,11 @@ class TrainingData:
         """The examples of step `step` of stage `stage` drawn from `source`."""
         if source == "retrieval":
             start = (stage * 1_000_003 + step) * size
-            return retrieval_examples(self.config.retrieval, self.config.seed, "train", start, size)
+            shapes = self.config.retrieval
+            near = random.Random(f"near/{self.config.seed}/{stage}/{step}").random()
+            if self.config.retrieval_near is not None and near < self.config.near_fraction:
+                shapes = self.config.retrieval_near
+            return retrieval_examples(shapes, self.config.seed, "train", start, size)
         if not self.sft_train:
             raise ConfigError("a stage asks for SFT data but data.sft is None; set data.sft")
         rng = random.Random(f"sft-batch/{self.config.seed}/{stage}/{step}")

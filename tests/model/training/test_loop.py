@@ -189,3 +189,28 @@ def test_stage_defaults_and_unknown_fields() -> None:
     assert StageConfig(kind="sparse", steps=1, lr=1.0).retrieval_fraction == 1.0
     with pytest.raises(ValueError, match="extra"):
         StageConfig.model_validate({"kind": "sparse", "steps": 1, "lr": 1.0, "lrr": 2})
+
+
+def test_near_fraction_draws_short_range_batches_and_needs_their_shapes() -> None:
+    near = RetrievalConfig(seq_len=64, n_queries=2, min_distance=4, max_distance=24)
+    far = DataConfig(retrieval=RETRIEVAL, retrieval_near=near, heldout_retrieval=4, sft=None)
+    mixed = far.model_copy(update={"near_fraction": 0.5})
+    only_near = far.model_copy(update={"near_fraction": 1.0})
+
+    def distances(config: DataConfig, step: int) -> list[int]:
+        # The oracle: each target's distance back to the same digits after the same key.
+        batch = TrainingData.build(config).batch("retrieval", 0, step, 2)
+        out = []
+        for ex in batch:
+            text = Tokenizer().decode(ex.tokens[1:])
+            for a, b in ex.spans:
+                key, value = text[a - 1 - RETRIEVAL.key_len : a - 1], text[a - 1 : b - 1]
+                out.append(a - 1 - (text.index(key + value) + len(key)))
+        return out
+
+    assert all(d >= RETRIEVAL.min_distance for s in range(4) for d in distances(far, s))
+    assert all(4 <= d <= 24 for s in range(4) for d in distances(only_near, s))
+    kinds = {min(distances(mixed, s)) >= RETRIEVAL.min_distance for s in range(16)}
+    assert kinds == {True, False}
+    with pytest.raises(ConfigError, match="near_fraction"):
+        DataConfig(retrieval=RETRIEVAL, retrieval_near=None, near_fraction=0.1, sft=None)
