@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import llguidance
+import orjson
 import torch
 
 from envsynth.chat_template import CALL_CLOSE, CALL_OPEN, THINK_CLOSE
@@ -37,7 +38,7 @@ from model.errors import ModelInputError
 from model.tokenizer import N_BYTES, SPECIAL_IDS, SPECIAL_TOKENS, Tokenizer
 
 TOOL_CHOICES = ("none", "auto", "required")
-# Compact JSON as `orjson.dumps` writes it, which is how tool arguments are rendered.
+# Compact JSON, as `canonical_json` writes tool arguments.
 _JSON_OPTIONS = {"whitespace_flexible": False, "item_separator": ",", "key_separator": ":"}
 _TEXT = r"TEXT: /(?s:.+)/"
 
@@ -96,7 +97,7 @@ def turn_grammar(tools: Sequence[ToolSpec], choice: str, *, thinking: bool) -> s
 
 
 def _call_rule(i: int, tool: ToolSpec) -> tuple[str, str]:
-    opening = '{"name": ' + json.dumps(tool.name) + ', "arguments": '
+    opening = '{"name": ' + orjson.dumps(tool.name).decode() + ', "arguments": '
     schema: dict[str, Any] = {**tool.parameters, "x-guidance": _JSON_OPTIONS}
     # llguidance emits properties in the order the schema lists them; sorting every key of
     # the schema sorts them (no other keyword's meaning depends on order).
