@@ -50,6 +50,8 @@ class ModelPolicy:
             reuse off. See `model.prefix_cache`.
         guided: under tool_choice "auto", decode tool calls by the tools' schemas as well
             (`model.tool_grammar`). "none", "required" and a named tool are always guided.
+        context: the model sees only the last `context` tokens of each prompt (None: all).
+            A model trained on windows of a trajectory has never seen later positions.
     """
 
     def __init__(
@@ -66,9 +68,13 @@ class ModelPolicy:
         max_tokens: int | None = None,
         prefix_cache: int = 64,
         guided: bool = False,
+        context: int | None = None,
     ):
         if max_tokens is not None and max_tokens < 1:
             raise ConfigError(f"max_tokens must be ≥ 1, got {max_tokens}")
+        if context is not None and context < 1:
+            raise ConfigError(f"context must be ≥ 1 token, got {context}")
+        self.context = context
         self.model = model.eval()
         self.max_tokens = max_tokens
         self.prefix_cache = PrefixCache(prefix_cache) if prefix_cache else None
@@ -80,7 +86,9 @@ class ModelPolicy:
     async def agenerate(self, requests: Sequence[PolicyRequest]) -> list[PolicyOutput]:
         """One assistant message per request; requests that sample alike share a batch."""
         prompts = [
-            self.tokenizer.encode_chat(r.messages, r.tools, thinking=self.thinking)
+            self.tokenizer.encode_chat(r.messages, r.tools, thinking=self.thinking)[
+                -(self.context or 0) :
+            ]
             for r in requests
         ]
         groups: dict[tuple[float, float, int], list[int]] = defaultdict(list)

@@ -38,7 +38,11 @@ class BundledPolicy(ModelPolicy):
             the median and 97 at p95 (the longest, a bulk submission, 890); a model that
             rambles stops here, where on the CPU each token costs ~13 ms at 5K context.
         prefix_cache: sequences kept for prefix reuse (see `ModelPolicy`).
-        guided: decode tool calls by the tools' schemas (see `ModelPolicy`).
+        guided: decode tool calls by the tools' schemas (see `ModelPolicy`). On by
+            default: unguided, the bundled model writes JSON but invents tool names.
+        context: the last tokens of a prompt the model sees (see `ModelPolicy`); None: all.
+            896 by default: it was trained on windows of 1,024 tokens that end with the turn,
+            and past that position (whole prompts run 2K–5K) it only ever called `submit`.
     """
 
     def __init__(
@@ -51,7 +55,8 @@ class BundledPolicy(ModelPolicy):
         backend: Backend = "auto",
         max_tokens: int | None = 512,
         prefix_cache: int = 64,
-        guided: bool = False,
+        guided: bool = True,
+        context: int | None = 896,
     ):
         path = Path(weights) if weights is not None else WEIGHTS
         if not path.is_file():
@@ -71,4 +76,5 @@ class BundledPolicy(ModelPolicy):
             max_tokens=max_tokens,
             prefix_cache=prefix_cache,
             guided=guided,
+            context=context,
         )

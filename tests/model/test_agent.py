@@ -9,11 +9,13 @@ import pytest
 import torch
 
 import gyms  # noqa: F401  (registers the ids)
+from envsynth.errors import ConfigError
 from envsynth.policy.base import Policy, PolicyRequest, generate
 from envsynth.rollout import EpisodeSpec, rollout
 from envsynth.schema import Message, SamplingParams, StepRecord, Task
 from model import ModelArgs, Transformer
 from model.agent import ModelPolicy
+from model.generate import generate as generate_ids
 from model.tokenizer import Tokenizer
 from pipelines.general.family import load_families
 from pipelines.general.synthesize import EnvPlan, build_environment
@@ -104,3 +106,24 @@ def test_rollout_records_one_step_record_per_turn(policy: ModelPolicy, task: Tas
         assert len(traj.steps) == len(assistant) >= 1
         for step, message in zip(traj.steps, assistant, strict=True):
             _check_record(step, message)
+
+
+def test_a_context_window_shows_the_model_only_the_prompts_tail(
+    policy: ModelPolicy, task: Task
+) -> None:
+    history = [
+        Message(role="system", content=task.system_prompt),
+        Message(role="user", content="go"),
+    ]
+    sampling = SamplingParams(max_tokens=12, seed=5)
+    windowed = ModelPolicy(policy.model, name="w", context=64, prefix_cache=0)
+    out = generate(windowed, [PolicyRequest(history, tools=task.tools, sampling=sampling)])[0]
+    # The oracle: the model generating directly from the last 64 tokens of the prompt.
+    tail = TOK.encode_chat(history, task.tools, thinking=True)[-64:]
+    assert len(TOK.encode_chat(history, task.tools, thinking=True)) > 64
+    direct = generate_ids(
+        policy.model, [tail], max_tokens=12, stop_id=TOK.end_id, pad_id=TOK.pad_id, seeds=[5]
+    )[0]
+    assert out.step.token_ids == direct.token_ids
+    with pytest.raises(ConfigError, match="context"):
+        ModelPolicy(policy.model, context=0)
