@@ -517,18 +517,29 @@ def serve_cmd(
     ] = False,
 ) -> None:
     """Serve the model over an OpenAI-compatible /v1/chat/completions until interrupted."""
-    from model.policy import WEIGHTS, available
+    from model.policy import DEFAULT_CONTEXT, WEIGHTS, available
     from model.serve import build_model, serve
 
+    context = None
     if checkpoint is None and available():
         checkpoint = WEIGHTS
+        # Trained on 1,024-token windows: it sees the tail of a prompt, as `bundled` does.
+        context = DEFAULT_CONTEXT
         console.print(f"serving the bundled model ({WEIGHTS})")
     elif checkpoint is None:
         console.print("[yellow]no --checkpoint: serving a randomly initialised tiny model[/yellow]")
     model = build_model(checkpoint, seed)
     console.print(f"serving on http://{host}:{port}/v1 (Ctrl-C stops)")
     try:
-        serve(model, host=host, port=port, block=True, thinking=thinking, guided=guided)
+        serve(
+            model,
+            host=host,
+            port=port,
+            block=True,
+            thinking=thinking,
+            guided=guided,
+            context=context,
+        )
     except KeyboardInterrupt:
         pass
 

@@ -25,6 +25,11 @@ def available() -> bool:
     return WEIGHTS.is_file()
 
 
+# The tokens of a prompt the bundled model sees: it was trained on windows of 1,024 that
+# end with the turn being written (see `BundledPolicy`).
+DEFAULT_CONTEXT = 896
+
+
 class BundledPolicy(ModelPolicy):
     """The bundled checkpoint behind the `ModelPolicy` interface.
 
@@ -56,7 +61,7 @@ class BundledPolicy(ModelPolicy):
         max_tokens: int | None = 512,
         prefix_cache: int = 64,
         guided: bool = True,
-        context: int | None = 896,
+        context: int | None = DEFAULT_CONTEXT,
     ):
         path = Path(weights) if weights is not None else WEIGHTS
         if not path.is_file():

@@ -317,6 +317,7 @@ def serve(
     block: bool = False,
     thinking: bool = True,
     guided: bool = False,
+    context: int | None = None,
 ) -> ThreadingHTTPServer:
     """Start serving `model` on host:port (port 0 picks a free one).
 
@@ -330,11 +331,14 @@ def serve(
         thinking: render prompts in thinking mode (replies open a reasoning block).
         guided: decode tool calls by the tools' schemas under tool_choice "auto" too;
             other tool choices are always guided.
+        context: the model sees the last `context` tokens of each prompt (None: all).
 
     Returns:
         The running server; `shutdown()` stops it and `server_close()` frees the port.
     """
-    policy = ModelPolicy(model, tokenizer, name=model_name, thinking=thinking, guided=guided)
+    policy = ModelPolicy(
+        model, tokenizer, name=model_name, thinking=thinking, guided=guided, context=context
+    )
     server = _HTTPServer((host, port), ChatServer(policy, model_name))
     if block:
         server.serve_forever()
