@@ -85,12 +85,7 @@ class ModelPolicy:
 
     async def agenerate(self, requests: Sequence[PolicyRequest]) -> list[PolicyOutput]:
         """One assistant message per request; requests that sample alike share a batch."""
-        prompts = [
-            self.tokenizer.encode_chat(r.messages, r.tools, thinking=self.thinking)[
-                -(self.context or 0) :
-            ]
-            for r in requests
-        ]
+        prompts = [self.prompt(r) for r in requests]
         groups: dict[tuple[float, float, int], list[int]] = defaultdict(list)
         for i, (r, p) in enumerate(zip(requests, prompts, strict=True)):
             groups[(r.sampling.temperature, r.sampling.top_p, self._budget(r.sampling, p))].append(
@@ -120,6 +115,11 @@ class ModelPolicy:
                 message, raw = self._message(gen, requests[i])
                 outputs[i] = PolicyOutput(message, _record(gen), raw_text=raw)
         return [o for o in outputs if o is not None]
+
+    def prompt(self, request: PolicyRequest) -> list[int]:
+        """The token ids the model is given for a request: its context window's tail."""
+        ids = self.tokenizer.encode_chat(request.messages, request.tools, thinking=self.thinking)
+        return ids[-(self.context or 0) :]
 
     def _constraint(self, request: PolicyRequest) -> TurnConstraint | None:
         if request.tool_choice == "auto" and not self.guided:

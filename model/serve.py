@@ -183,8 +183,7 @@ class ChatServer:
             )
             for i in range(req.n)
         ]
-        prompt = self.policy.tokenizer.encode_chat(messages, tools, thinking=self.policy.thinking)
-        prompt = prompt[-(self.policy.context or 0) :]  # what the model saw
+        prompt = self.policy.prompt(requests[0])
         with self._lock:
             try:
                 outputs = asyncio.run(self.policy.agenerate(requests))

@@ -112,13 +112,13 @@ def _special(token: str) -> str:
 
 
 @functools.lru_cache(maxsize=256)
-def _checked(grammar: str) -> str:
-    failed, messages = llguidance.LLMatcher.validate_grammar_with_warnings(
-        llguidance.LLMatcher.grammar_from_lark(grammar), _lltokenizer()
-    )
+def _compiled(grammar: str) -> str:
+    # Once per grammar: a task's samples and an episode's turns share their tools.
+    compiled = llguidance.LLMatcher.grammar_from_lark(grammar)
+    failed, messages = llguidance.LLMatcher.validate_grammar_with_warnings(compiled, _lltokenizer())
     if failed:
         raise ModelInputError(f"the tools' schemas do not compile to a grammar: {messages[0]}")
-    return grammar
+    return compiled
 
 
 class TurnConstraint:
@@ -132,8 +132,7 @@ class TurnConstraint:
     """
 
     def __init__(self, grammar: str):
-        compiled = llguidance.LLMatcher.grammar_from_lark(_checked(grammar))
-        self._matcher = llguidance.LLMatcher(_lltokenizer(), compiled, log_level=0)
+        self._matcher = llguidance.LLMatcher(_lltokenizer(), _compiled(grammar), log_level=0)
 
     @classmethod
     def for_turn(cls, tools: Sequence[ToolSpec], choice: str, *, thinking: bool) -> TurnConstraint:
