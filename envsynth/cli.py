@@ -515,19 +515,28 @@ def serve_cmd(
             help='decode tool calls by the tools\' schemas under tool_choice "auto" too',
         ),
     ] = False,
+    context: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="the last tokens of a prompt the model sees; 0: all (default: 896 for the "
+            "bundled weights, trained on 1,024-token windows; all for other weights)",
+        ),
+    ] = None,
 ) -> None:
     """Serve the model over an OpenAI-compatible /v1/chat/completions until interrupted."""
-    from model.policy import DEFAULT_CONTEXT, WEIGHTS, available
+    from model.policy import WEIGHTS, available, default_context
     from model.serve import build_model, serve
 
-    context = None
     if checkpoint is None and available():
         checkpoint = WEIGHTS
-        # Trained on 1,024-token windows: it sees the tail of a prompt, as `bundled` does.
-        context = DEFAULT_CONTEXT
         console.print(f"serving the bundled model ({WEIGHTS})")
     elif checkpoint is None:
         console.print("[yellow]no --checkpoint: serving a randomly initialised tiny model[/yellow]")
+    if context is None and checkpoint is not None:
+        # The bundled weights see a prompt's tail, as `bundled` does, whether or not the
+        # file is named.
+        context = default_context(checkpoint)
     model = build_model(checkpoint, seed)
     console.print(f"serving on http://{host}:{port}/v1 (Ctrl-C stops)")
     try:
@@ -538,7 +547,7 @@ def serve_cmd(
             block=True,
             thinking=thinking,
             guided=guided,
-            context=context,
+            context=context or None,
         )
     except KeyboardInterrupt:
         pass

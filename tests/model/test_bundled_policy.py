@@ -117,3 +117,18 @@ def test_the_committed_weights_step_the_gym_from_the_command_line(tmp_path: Path
     # Every assistant turn carries what GRPO needs, one entry per generated token.
     steps = [s for t in stored for s in t.steps]
     assert steps and all(0 < len(s.token_ids) == len(s.logprobs) <= 48 for s in steps)
+
+
+def test_the_bundled_weights_are_served_with_their_window_however_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    relative = Path("weights.safetensors")
+    relative.write_bytes(b"x")
+    monkeypatch.setattr(bundled, "WEIGHTS", tmp_path / "link" / ".." / "weights.safetensors")
+    (tmp_path / "link").mkdir()
+    # The same file by a relative path: the window it was trained for applies.
+    assert bundled.default_context(relative) == bundled.DEFAULT_CONTEXT
+    other = tmp_path / "other.safetensors"
+    other.write_bytes(b"x")
+    assert bundled.default_context(other) is None
