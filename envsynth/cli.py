@@ -629,7 +629,7 @@ def bench_generation(
     turns: Annotated[int, typer.Option(help="turn budget of an episode")] = 6,
     max_tokens: Annotated[int, typer.Option(help="most tokens a turn")] = 128,
 ) -> None:
-    """Agent episodes of the bundled model with prefix reuse vs whole-prompt prefill."""
+    """Bundled-model episodes: prefix reuse vs whole-prompt prefill, and the policy defaults."""
     from envsynth.bench.generation import run_bench
 
     out.print(run_bench(tasks=tasks, samples=samples, turns=turns, max_tokens=max_tokens))
