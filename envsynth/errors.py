@@ -7,11 +7,23 @@ propagates to the caller.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 
 class EnvsynthError(Exception):
     """Base of every error envsynth raises on purpose."""
+
+
+def list_problems(problems: Sequence[tuple[object, str]], shown: int = 10) -> str:
+    """The first `shown` (where, message) problems, one indented line each, and how many more.
+
+    Every error that reports a file's bad lines or records ends with this list, so all read
+    alike and a file with thousands of bad lines still gives a short message.
+    """
+    lines = [f"  {where}: {message}" for where, message in problems[:shown]]
+    if len(problems) > shown:
+        lines.append(f"  … and {len(problems) - shown} more")
+    return "\n".join(lines)
 
 
 class ConfigError(EnvsynthError):
@@ -50,11 +62,10 @@ class ImportFormatError(EnvsynthError):
 
     def __init__(self, path: str, problems: list[tuple[int, str]]):
         self.problems = problems
-        shown = "\n".join(f"  line {n}: {msg}" for n, msg in problems[:10])
-        more = f"\n  … and {len(problems) - 10} more" if len(problems) > 10 else ""
         super().__init__(
             f"{path}: {len(problems)} invalid line(s); nothing was imported. "
-            f"Fix or remove them and import again.\n{shown}{more}"
+            "Fix or remove them and import again.\n"
+            + list_problems([(f"line {n}", msg) for n, msg in problems])
         )
 
 

@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from envsynth.errors import list_problems
 from pipelines.code_agent.candidate import CodeAgentError, CodeCandidate
 from pipelines.code_agent.sources.gitrepo import is_repository, missing_commits
 
@@ -38,11 +39,9 @@ class InstanceFileError(CodeAgentError):
 
     def __init__(self, path: Path, problems: list[tuple[str, str]]):
         self.problems = problems
-        shown = "\n".join(f"  {where}: {msg}" for where, msg in problems[:10])
-        more = f"\n  … and {len(problems) - 10} more" if len(problems) > 10 else ""
         super().__init__(
             f"{path}: {len(problems)} problem(s); no instance was read. Fix them and retry.\n"
-            f"{shown}{more}"
+            + list_problems(problems)
         )
 
 

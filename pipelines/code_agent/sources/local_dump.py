@@ -33,6 +33,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from envsynth.errors import list_problems
 from envsynth.schema import StageReport
 from pipelines.code_agent.candidate import CodeAgentError, CodeCandidate
 from pipelines.code_agent.sources.github import (
@@ -61,12 +62,10 @@ class DumpFormatError(CodeAgentError):
 
     def __init__(self, path: Path, problems: list[tuple[str, str]]):
         self.problems = problems
-        shown = "\n".join(f"  {where}: {msg}" for where, msg in problems[:10])
-        more = f"\n  … and {len(problems) - 10} more" if len(problems) > 10 else ""
         super().__init__(
             f"{path}: {len(problems)} invalid record(s); nothing was read. Fix them (the "
-            f"accepted shape is in pipelines/code_agent/sources/local_dump.py) and retry.\n"
-            f"{shown}{more}"
+            "accepted shape is in pipelines/code_agent/sources/local_dump.py) and retry.\n"
+            + list_problems(problems)
         )
 
 
