@@ -19,7 +19,6 @@ was not written for it.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import tarfile
@@ -29,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.code_agent.candidate import CodeAgentError, CodeCandidate
+from pipelines.code_agent.sources.gitrepo import git as run_git
 
 DEMO_OWNER = "envsynth-demo"
 LANGUAGES = ("python", "javascript", "go")
@@ -39,7 +39,6 @@ _GIT_ENV = {
     "GIT_COMMITTER_EMAIL": "demo@localhost",
     "GIT_AUTHOR_DATE": "2024-01-01T00:00:00Z",
     "GIT_COMMITTER_DATE": "2024-01-01T00:00:00Z",
-    "GIT_TERMINAL_PROMPT": "0",
 }
 ISSUE = (
     "clamp(x, lo, hi) ignores its upper bound: clamp(15, 0, 10) returns 15 where 10 is "
@@ -107,16 +106,9 @@ class DemoRepo:
 
 
 def git(repo: Path, *args: str) -> str:
-    """Run git in `repo` with a fixed identity and date; `CodeAgentError` when it fails."""
-    proc = subprocess.run(
-        ["git", "-C", str(repo), "-c", "commit.gpgsign=false", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **_GIT_ENV},
-    )
-    if proc.returncode != 0:
-        raise CodeAgentError(f"git {args[0]} failed in {repo}: {proc.stderr.strip()}")
-    return proc.stdout
+    """Run git in `repo` with a fixed identity and date, so a demo repository's commit ids
+    are the same on every machine; `CodeAgentError` (a `GitError`) when it fails."""
+    return run_git(repo, "-c", "commit.gpgsign=false", *args, env=_GIT_ENV)
 
 
 def commit_all(repo: Path, message: str) -> str:

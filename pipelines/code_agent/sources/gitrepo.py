@@ -7,8 +7,9 @@ bare or not, so nothing here reimplements git.
 
 from __future__ import annotations
 
+import os
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from pipelines.code_agent.candidate import CodeAgentError
@@ -18,15 +19,23 @@ class GitError(CodeAgentError):
     """A git command failed; the message carries git's own words."""
 
 
-def git(repo: Path | str, *args: str, stdin: str | None = None) -> str:
+def git(
+    repo: Path | str, *args: str, stdin: str | None = None, env: Mapping[str, str] | None = None
+) -> str:
     """Run `git -C repo ARGS` and return its stdout.
+
+    Args:
+        env: variables set on top of this process's environment (an identity, a date).
 
     Raises:
         GitError: git is missing or exited non-zero.
     """
     cmd = ["git", "-C", str(repo), "-c", "core.quotePath=false", *args]
+    full_env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", **(env or {})}
     try:
-        done = subprocess.run(cmd, input=stdin, capture_output=True, text=True, check=False)
+        done = subprocess.run(
+            cmd, input=stdin, capture_output=True, text=True, check=False, env=full_env
+        )
     except FileNotFoundError as e:
         raise GitError("git is not installed or not on PATH; install git and retry.") from e
     if done.returncode != 0:
