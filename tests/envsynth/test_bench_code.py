@@ -16,6 +16,7 @@ from pathlib import Path
 
 import docker
 import pytest
+from needs import require
 from rich.console import Console
 
 from envsynth.bench.code import (
@@ -89,19 +90,10 @@ def test_unknown_language_is_refused(tmp_path: Path) -> None:
         demo_repo(tmp_path, "cobol")
 
 
-def _require_docker() -> None:
-    why = unavailable_reason()
-    if why is None:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true but the code bench cannot run in Docker: {why}")
-    pytest.skip(f"Docker unavailable: {why}")
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_bench_measures_one_python_instance_and_cleans_up_only_its_images() -> None:
-    _require_docker()
+    require("the code bench in Docker", unavailable_reason())
     client = docker_client()
     base = client.images.get("envsynth/base:bookworm")
     # A leftover of an earlier run (ours by its tag), and a look-alike env tag that lacks

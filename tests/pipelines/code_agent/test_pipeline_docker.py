@@ -8,7 +8,6 @@ CI=true a missing Docker daemon fails these tests instead of skipping them.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from code_repos import PY_BASE, Pair, git, go_pair, js_pair, python_pair, python_series
+from needs import require
 
 from envsynth.schema import CodeInstance, Task
 from envsynth.store import Store
@@ -120,12 +120,7 @@ class Run:
 
 
 def require_docker() -> None:
-    why = unavailable_reason()
-    if why is None:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true but the code pipeline cannot run in Docker: {why}")
-    pytest.skip(f"Docker unavailable: {why}")
+    require("the code pipeline in Docker", unavailable_reason())
 
 
 def candidate(pair: Pair, instance_id: str, issue: str, **fields: str) -> CodeCandidate:
