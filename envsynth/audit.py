@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from statistics import mean
 
+from envsynth.errors import UnknownIdError
 from envsynth.ids import content_hash
 from envsynth.passk import default_ks
 from envsynth.policy.base import Policy
@@ -16,19 +17,32 @@ from envsynth.schema import AuditReport, Difficulty, Task, Trajectory
 from envsynth.store import Store
 
 
-def _sample_tasks(store: Store, dataset: str, per_family: int | None, seed: int) -> list[Task]:
+def _sample_tasks(
+    store: Store,
+    dataset: str,
+    per_family: int | None,
+    seed: int,
+    families: Sequence[str] | None = None,
+) -> list[Task]:
     tasks = list(store.iter_tasks(dataset=dataset, accepted=True))
-    if per_family is None:
+    if per_family is not None:
+        by_family: dict[str, list[Task]] = defaultdict(list)
+        for t in tasks:
+            by_family[t.family].append(t)
+        rng = random.Random(seed)
+        tasks = [
+            t
+            for fam in sorted(by_family)
+            for t in rng.sample(by_family[fam], min(per_family, len(by_family[fam])))
+        ]
+    if families is None:
         return tasks
-    by_family: dict[str, list[Task]] = defaultdict(list)
-    for t in tasks:
-        by_family[t.family].append(t)
-    rng = random.Random(seed)
-    return [
-        t
-        for fam in sorted(by_family)
-        for t in rng.sample(by_family[fam], min(per_family, len(by_family[fam])))
-    ]
+    # Filtered after the draw: a family's tasks are the ones a whole audit would pick.
+    present = {t.family for t in tasks}
+    for fam in families:
+        if fam not in present:
+            raise UnknownIdError(f"family in {dataset!r}", fam, present)
+    return [t for t in tasks if t.family in set(families)]
 
 
 def family_summary(
@@ -55,13 +69,20 @@ def run_audit(
     samples: int,
     *,
     per_family: int | None = None,
+    families: Sequence[str] | None = None,
     seed: int = 0,
     max_turns: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     on_trajectory: Callable[[Trajectory], None] | None = None,
 ) -> AuditReport:
-    """Sample every (or `per_family` random) accepted task `samples` times and store the report."""
-    tasks = _sample_tasks(store, dataset, per_family, seed)
+    """Sample every (or `per_family` random) accepted task `samples` times and store the report.
+
+    `families` keeps only those families' tasks, the same ones an audit of all would draw.
+
+    Raises:
+        UnknownIdError: a family of `families` has no accepted task in `dataset`.
+    """
+    tasks = _sample_tasks(store, dataset, per_family, seed, families)
     ks = default_ks(samples)
     per_task: dict[str, Difficulty] = {}
     step = 100

@@ -296,6 +296,10 @@ def audit_cmd(
     per_family: Annotated[
         int | None, typer.Option(help="audit this many random tasks per family")
     ] = None,
+    families: Annotated[
+        str | None,
+        typer.Option(help="comma-separated families: only their tasks (the same ones drawn)"),
+    ] = None,
     max_turns: Annotated[int | None, typer.Option(help="turn budget (default: the env's)")] = None,
     keep_trajectories: Annotated[
         bool, typer.Option("--keep-trajectories", help="store every episode's trajectory")
@@ -315,6 +319,7 @@ def audit_cmd(
             pol,
             samples,
             per_family=per_family,
+            families=families.split(",") if families else None,
             max_turns=max_turns,
             progress=lambda d, t: progress("audit", d, t),
             on_trajectory=(lambda t: store.put_trajectories([t])) if keep_trajectories else None,
