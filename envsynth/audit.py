@@ -38,11 +38,11 @@ def _sample_tasks(
     if families is None:
         return tasks
     # Filtered after the draw: a family's tasks are the ones a whole audit would pick.
-    present = {t.family for t in tasks}
+    present, wanted = {t.family for t in tasks}, set(families)
     for fam in families:
         if fam not in present:
             raise UnknownIdError(f"family in {dataset!r}", fam, present)
-    return [t for t in tasks if t.family in set(families)]
+    return [t for t in tasks if t.family in wanted]
 
 
 def family_summary(
