@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from battery import CASES, Case
-from conftest import _require
+from needs import require
 from test_hostile import SPEC as BATTERY_SPEC
 
 from sandbox.kernel import KernelSandbox, leaked, unavailable_reason
@@ -33,7 +33,7 @@ def isolation(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(scope="module")
 def pool(isolation: str) -> Iterator[KernelPool]:
     spec = SandboxSpec(**LIMITS)
-    _require(f"kernel ({isolation})", unavailable_reason(isolation, spec))  # type: ignore[arg-type]
+    require(f"the kernel sandbox ({isolation})", unavailable_reason(isolation, spec))  # type: ignore[arg-type]
     with KernelPool(spec, size=2, isolation=isolation) as kernels:  # type: ignore[arg-type]
         yield kernels
     assert not leaked(), f"left behind: {leaked()}"
@@ -327,7 +327,7 @@ def test_kernels_die_with_their_controller(pool: KernelPool, isolation: str) -> 
 @pytest.fixture(scope="module")
 def jail() -> Iterator[KernelSandbox]:
     """The battery's sandbox in a kernel jail (test_hostile covers the default, Docker)."""
-    _require("kernel (local)", unavailable_reason("local"))
+    require("the kernel sandbox (local)", unavailable_reason("local"))
     with KernelSandbox(BATTERY_SPEC, isolation="local") as sandbox:
         yield sandbox
         last = sandbox._kernel
