@@ -5,7 +5,7 @@ from __future__ import annotations
 from envsynth.bench.generation import measure, run_bench
 
 
-def test_the_two_runs_agree_and_the_second_reuses_prefixes() -> None:
+def test_the_first_two_runs_agree_and_the_others_reuse_prefixes() -> None:
     bench = measure(tasks=2, samples=2, turns=2, max_tokens=8)
     baseline, reuse, defaults = bench.runs
     assert bench.identical
@@ -18,7 +18,7 @@ def test_the_two_runs_agree_and_the_second_reuses_prefixes() -> None:
     assert defaults.turns > 0 and defaults.reused and defaults.prefilled
 
 
-def test_the_table_has_both_runs() -> None:
+def test_the_table_has_every_run() -> None:
     table = run_bench(tasks=1, samples=1, turns=1, max_tokens=4)
     assert table.row_count == 3 and "identical trajectories (first two runs): yes" in str(
         table.title
