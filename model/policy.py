@@ -32,10 +32,7 @@ DEFAULT_CONTEXT = 896
 
 def default_context(weights: Path) -> int | None:
     """The context window to serve `weights` with: the bundled one's, else the whole prompt."""
-    try:
-        return DEFAULT_CONTEXT if weights.resolve() == WEIGHTS.resolve() else None
-    except OSError:
-        return None
+    return DEFAULT_CONTEXT if weights.resolve() == WEIGHTS.resolve() else None
 
 
 class BundledPolicy(ModelPolicy):
