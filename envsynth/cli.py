@@ -583,28 +583,70 @@ def images_build(
         out.print(f"ready {tag}")
 
 
+TaskDbOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--task-db",
+        help="a store whose code tasks use environment and instance images (repeatable)",
+    ),
+]
+RepoOpt = Annotated[
+    str | None, typer.Option(help="only this repository's environment and instance images")
+]
+
+
 @images_app.command("list")
-def images_list() -> None:
-    """List envsynth's images with their recipe hashes and sizes."""
+def images_list(task_db: TaskDbOpt = None, repo: RepoOpt = None) -> None:
+    """List envsynth's images: toolchains, then code tasks' environment and instance images."""
+    from pipelines.code_agent.task_images import existing_stores, task_images
     from sandbox.images import list_images
 
+    stores = existing_stores(task_db or [])
     table = Table()
     for col in ("image", "recipe", "size MB", "created"):
         table.add_column(col)
     for row in list_images():
         table.add_row(row["tag"], row["recipe"], f"{row['size_mb']:.0f}", row["created"])
     out.print(table)
+    rows = task_images(stores, repo)
+    if not rows:
+        return
+    table = Table(
+        title="environment and instance images of code tasks",
+        caption="sizes count the layers an image shares with others",
+    )
+    for col in ("image", "kind", "repo", "size MB", "tasks"):
+        table.add_column(col)
+    for r in rows:
+        uses = str(r.tasks) if stores else "–"
+        table.add_row(r.tag, r.kind, r.repo, f"{r.size_mb:.0f}", uses)
+    out.print(table)
+    if not stores:
+        out.print("tasks: name the stores that use these images with --task-db")
 
 
 @images_app.command("prune")
 def images_prune(
     keep_current: Annotated[bool, typer.Option(help="keep images of the current recipes")] = True,
+    task_db: TaskDbOpt = None,
+    repo: RepoOpt = None,
 ) -> None:
-    """Remove envsynth images whose recipe is no longer current (or all of them)."""
+    """Remove envsynth images whose recipe is no longer current (or all of them), untagged
+    leftovers of our builds, and, with --task-db, the environment and instance images no
+    task of those stores uses."""
+    from pipelines.code_agent.task_images import existing_stores, prune_task_images, task_images
     from sandbox.images import prune_images
 
-    for tag in prune_images(keep_current=keep_current):
+    stores = existing_stores(task_db or [])
+    removed = prune_task_images(stores, repo) if stores else []
+    removed += prune_images(keep_current=keep_current)
+    for tag in removed:
         out.print(f"removed {tag}")
+    if not stores and (kept := task_images(repo=repo)):
+        out.print(
+            f"kept {len(kept)} environment and instance image tags: name the stores whose "
+            "tasks use them with --task-db to prune the others"
+        )
 
 
 @bench_app.command("kernels")

@@ -414,9 +414,16 @@ class Store:
             return list(s.scalars(q))
 
     def iter_tasks(
-        self, dataset: str | None = None, accepted: bool | None = True, batch: int = 500
+        self,
+        dataset: str | None = None,
+        accepted: bool | None = True,
+        batch: int = 500,
+        kind: str | None = None,
     ) -> Iterator[Task]:
-        """Tasks in id order, read in batches so a large dataset never sits in memory at once."""
+        """Tasks in id order, read in batches so a large dataset never sits in memory at once.
+
+        `dataset`, `accepted` and `kind` ("general", "code", …) narrow the tasks; None: any.
+        """
         last = ""
         while True:
             with Session(self.engine) as s:
@@ -428,6 +435,7 @@ class Store:
                 )
                 q = q.where(_Task.dataset == dataset) if dataset else q
                 q = q.where(_Task.accepted == accepted) if accepted is not None else q
+                q = q.where(_Task.kind == kind) if kind else q
                 rows = s.execute(q).all()
             if not rows:
                 return

@@ -187,24 +187,40 @@ def list_images() -> list[dict]:
 def prune_images(keep_current: bool = True) -> list[str]:
     """Remove envsynth images not of a current recipe (all of them if not `keep_current`).
 
-    Images still used by a container, or by images built on them, are left alone. Returns
-    what was removed.
+    Untagged images that carry our labels go too: a rebuild under the same tag, or a build
+    that failed half way, leaves them, and nothing can name them again (`docker image prune`
+    limited to ours). Images still used by a container, or by images built on them, are left
+    alone. Returns what was removed: tags, and "<short id> (untagged)".
     """
     client = docker_client()
     keep = set(current_tags().values()) if keep_current else set()
     if keep_current and _base_current(client) is None:
         keep.discard(BASE_TAG)
-    removed = []
+    removed = [
+        f"{image.short_id} (untagged)"
+        for image in client.images.list(filters={"dangling": True, "label": IMAGE_LABEL})
+        if remove_quietly(client, image.id)
+    ]
     # Toolchains first: the base cannot go while images built on it remain.
     for image in sorted(_ours(client), key=lambda i: i.labels.get(IMAGE_LABEL) == BASE):
         if any(t in keep for t in image.tags):
             continue
-        try:
-            client.images.remove(image.id, force=False, noprune=False)
-        except APIError:
-            continue  # in use by a container, or the parent of an image that is
-        removed.append(image.tags[0] if image.tags else image.short_id)
+        if remove_quietly(client, image.id):
+            removed.append(image.tags[0] if image.tags else image.short_id)
     return removed
+
+
+def remove_quietly(client: docker.DockerClient, ref: str) -> bool:
+    """Remove an image (or untag it, if `ref` is one of several tags); False if it is in use.
+
+    In use: a container runs from it, or another image is built on it. Docker refuses both
+    without `force`, which is never given here.
+    """
+    try:
+        client.images.remove(ref, force=False, noprune=False)
+    except APIError:  # ImageNotFound included: gone already
+        return False
+    return True
 
 
 def _ours(client: docker.DockerClient) -> list[Image]:

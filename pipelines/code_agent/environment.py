@@ -33,7 +33,7 @@ from envsynth.ids import content_hash
 from pipelines.code_agent.candidate import CodeAgentError
 from pipelines.code_agent.recipes import REPO_DIR, EnvRecipe
 from sandbox.docker_sandbox import USER, docker_client
-from sandbox.images import IMAGE_LABEL, ensure_image
+from sandbox.images import IMAGE_LABEL, ensure_image, remove_quietly
 
 ENV_LABEL = "envsynth.env"  # the recipe digest of an environment image
 RECIPE_JSON_LABEL = "envsynth.env-recipe"
@@ -333,7 +333,4 @@ def image_size_mb(tag: str) -> float:
 
 def remove_image(tag: str) -> None:
     """Remove an image if nothing uses it; quietly leave it otherwise."""
-    try:
-        docker_client().images.remove(tag, noprune=False)
-    except (ImageNotFound, APIError):
-        pass
+    remove_quietly(docker_client(), tag)

@@ -115,3 +115,10 @@ def test_blobs_are_content_addressed(tmp_path: Path) -> None:
     assert store.put_blob(b"log line\n") == digest
     assert store.get_blob(digest) == b"log line\n"
     assert (tmp_path / "b.db.blobs" / digest[:2] / digest).exists()
+
+
+def test_iter_tasks_narrows_by_kind(store: Store) -> None:
+    every = [t.id for t in store.iter_tasks(accepted=None)]
+    assert every and {t.kind for t in store.iter_tasks(accepted=None)} == {"general"}
+    assert [t.id for t in store.iter_tasks(accepted=None, kind="general")] == every
+    assert list(store.iter_tasks(accepted=None, kind="code")) == []

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import io
+import tarfile
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 from conftest import factory
+from docker.errors import APIError
 
 from sandbox import images
 from sandbox.docker_sandbox import DockerSandbox, docker_client
@@ -98,3 +101,52 @@ def test_python_image_builds_once_and_runs_the_kernel_interpreter() -> None:
     with DockerSandbox(SandboxSpec(image=tag, memory_mb=256)) as sb:
         r = sb.run("python -c 'import ipykernel, sys; print(sys.prefix)'; id -u", timeout=30)
         assert r.stdout.split() == ["/opt/py", "65534"], r
+
+
+def _tar(name: str) -> bytes:
+    """A filesystem of one empty file, for `docker import`: an image with no labels."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        tar.addfile(tarfile.TarInfo(name), io.BytesIO(b""))
+    return buf.getvalue()
+
+
+def test_prune_removes_our_untagged_leftovers_and_no_one_elses() -> None:
+    factory("docker")
+    client = docker_client()
+    ours, foreign = "envsynth-test/leftover:1", "envsynth-test/foreign:1"
+    made: list[str] = []
+
+    def build(marker: str) -> str:
+        dockerfile = f"FROM {images.BASE_TAG}\nRUN echo {marker} > /marker\n"
+        image, _ = client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=ours, rm=True)
+        made.append(str(image.id))
+        return made[-1]
+
+    def import_(name: str) -> str:
+        reply = client.api.import_image_from_data(_tar(name), repository=foreign.split(":")[0])
+        image = client.images.get(orjson.loads(reply.splitlines()[-1])["status"])
+        image.tag(foreign)
+        made.append(str(image.id))
+        return made[-1]
+
+    try:
+        # Rebuilding under the same tag leaves the first build untagged, with our labels.
+        first, second = build(f"one-{time.time_ns()}"), build(f"two-{time.time_ns()}")
+        foreign_first = import_(f"a{time.time_ns()}")
+        import_(f"b{time.time_ns()}")
+        dangling = {i.id for i in client.images.list(filters={"dangling": True})}
+        assert {first, foreign_first} <= dangling and first != second
+
+        removed = images.prune_images(keep_current=True)
+
+        assert f"{first[:19]} (untagged)" in removed, removed  # short_id: sha256: + 12 hex
+        left = {i.id for i in client.images.list(all=True)}
+        assert first not in left and second in left
+        assert foreign_first in left, "an untagged image without our labels is not ours"
+    finally:
+        for ref in made:
+            try:
+                client.images.remove(ref, force=True)
+            except APIError:  # pruned by the test
+                pass
