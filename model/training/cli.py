@@ -146,7 +146,11 @@ def run_training(
         report = parity(model, data.heldout, batch_size=config.eval_batch_size)
         after_warmup = {
             f"stage-{i}": parity(
-                load_checkpoint(stage_path(stages, i, s.kind), expected_args=config.model),
+                load_checkpoint(
+                    stage_path(stages, i, s.kind),
+                    expected_args=config.model,
+                    device=str(config.torch_device()),
+                ),
                 data.heldout,
                 batch_size=config.eval_batch_size,
             )
@@ -172,13 +176,16 @@ def run_command(
         Path | None, typer.Option(help="YAML or JSON TrainConfig (default: the CPU recipe)")
     ] = None,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads")] = None,
+    device: Annotated[
+        str | None, typer.Option(help="cpu, cuda, cuda:N or auto (default: the config's, cpu)")
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="initialization seed")] = None,
     resume: Annotated[
         bool, typer.Option(help="continue after the last finished stage in --out")
     ] = False,
 ) -> None:
     """Train, then write OUT/model.safetensors, OUT/report.json and OUT/parity.md."""
-    cfg = load_config(config, {"threads": threads, "seed": seed})
+    cfg = load_config(config, {"threads": threads, "seed": seed, "device": device})
     report = run_training(cfg, out, resume=resume)
     for stage in report["stages"]:
         console.print(f"{stage['kind']}: {stage['steps']} steps in {stage['seconds']:.1f}s")

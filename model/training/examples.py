@@ -63,6 +63,12 @@ class Batch:
     valid: torch.Tensor
     spans: tuple[tuple[tuple[int, int], ...], ...]
 
+    def to(self, device: torch.device | str) -> Batch:
+        """The batch with its tensors on `device` (itself when they are there already)."""
+        return Batch(
+            self.tokens.to(device), self.targets.to(device), self.valid.to(device), self.spans
+        )
+
 
 def collate(examples: Sequence[Example], pad_id: int) -> Batch:
     """Right-pad `examples` into one batch (causal attention never lets padding leak left)."""

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from envsynth.errors import ConfigError
 from model.args import ModelArgs
@@ -120,6 +120,9 @@ class TrainConfig(BaseModel):
         eval_batch_size: sequences per evaluation forward.
         parity_after_warmup: also report parity of the checkpoint each `dense_warmup`
             stage left (how well the indexer alone stands in for dense attention).
+        device: where to train: "cpu", "cuda", "cuda:N", or "auto" (CUDA when present).
+            The weights are initialized on the CPU whatever the device, so one seed gives
+            one initial model; on CUDA the sparse stages run the Triton kernels.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -131,6 +134,32 @@ class TrainConfig(BaseModel):
     threads: int = Field(1, ge=1)
     eval_batch_size: int = Field(16, ge=1)
     parity_after_warmup: bool = True
+    device: str = "cpu"
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        if value != "auto":
+            try:
+                kind = torch.device(value).type
+            except RuntimeError:
+                kind = ""
+            if kind not in ("cpu", "cuda"):
+                raise ValueError(f'device must be "cpu", "cuda", "cuda:N" or "auto", got {value!r}')
+        return value
+
+    def torch_device(self) -> torch.device:
+        """The device to train on.
+
+        Raises:
+            ConfigError: CUDA was asked for on a machine without it.
+        """
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = torch.device(self.device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"device {self.device!r}: this machine has no CUDA device")
+        return device
 
 
 @dataclass(frozen=True)
@@ -224,6 +253,7 @@ def run_stage(
     opt = torch.optim.AdamW(groups, weight_decay=stage.weight_decay, betas=(0.9, 0.95))
     peaks = [g["lr"] for g in opt.param_groups]
     pad = Tokenizer.pad_id
+    device = next(model.parameters()).device
     result = StageResult(stage.kind, stage.steps, 0.0, resumed=False)
     model.train()
     start = time.perf_counter()
@@ -234,7 +264,7 @@ def run_stage(
             g["lr"] = peak * scale
         source = data.source(stage.retrieval_fraction or 0.0, index, step)
         size = stage.batch_size if source == "retrieval" else stage.sft_batch_size
-        batch = collate(data.batch(source, index, step, size), pad)
+        batch = collate(data.batch(source, index, step, size), pad).to(device)
         total, lm, kl = stage_loss(model, batch, stage.kind)
         opt.zero_grad(set_to_none=True)
         total.backward()
@@ -274,6 +304,13 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def _same_run(config: object) -> object:
+    # A run may resume on another device: where it runs is not what it computes.
+    if isinstance(config, dict):
+        return {k: v for k, v in config.items() if k != "device"}
+    return config
+
+
 def stage_path(out_dir: Path, index: int, kind: StageKind) -> Path:
     """Where stage `index`'s checkpoint goes."""
     return out_dir / f"stage-{index}-{kind}.safetensors"
@@ -299,21 +336,24 @@ def train(
     Returns:
         The trained model (eval mode) and one result per stage.
     """
+    device = config.torch_device()
     with torch_threads(config.threads):
         torch.manual_seed(config.seed)
-        model = Transformer(config.model)
+        model = Transformer(config.model).to(device)
         results: list[StageResult] = []
         first = 0
         if resume and out_dir is not None:
             for i in reversed(range(len(config.stages))):
                 path = stage_path(out_dir, i, config.stages[i].kind)
                 if path.is_file():
-                    if checkpoint_extra(path).get("config") != config.model_dump(mode="json"):
+                    if _same_run(checkpoint_extra(path).get("config")) != _same_run(
+                        config.model_dump(mode="json")
+                    ):
                         raise ConfigError(
                             f"{path} was written by a run with another config; give a fresh "
                             "output directory or run without resume"
                         )
-                    model = load_checkpoint(path, expected_args=config.model)
+                    model = load_checkpoint(path, expected_args=config.model, device=str(device))
                     first = i + 1
                     break
             results = [

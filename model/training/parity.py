@@ -87,9 +87,10 @@ def evaluate(
 ) -> SplitMetrics:
     """Loss, token accuracy and span exact match of `examples` in `mode`."""
     model.eval()
+    device = next(model.parameters()).device
     loss_sum, right, tokens, spans_right, spans = 0.0, 0, 0, 0, 0
     for i in range(0, len(examples), batch_size):
-        batch = collate(examples[i : i + batch_size], Tokenizer.pad_id)
+        batch = collate(examples[i : i + batch_size], Tokenizer.pad_id).to(device)
         logits = model(batch.tokens, mode=mode).logits[:, :-1]
         gold = batch.tokens[:, 1:]
         mask = batch.targets[:, 1:]

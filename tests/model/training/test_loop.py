@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import torch
 from envsynth.errors import ConfigError
 from model import ModelArgs, Transformer
 from model.tokenizer import Tokenizer
+from model.training.checkpoint import load_checkpoint
 from model.training.data import DataConfig, TrainingData
 from model.training.examples import Batch, collate
 from model.training.loop import (
@@ -214,3 +216,45 @@ def test_near_fraction_draws_short_range_batches_and_needs_their_shapes() -> Non
     assert kinds == {True, False}
     with pytest.raises(ConfigError, match="near_fraction"):
         DataConfig(retrieval=RETRIEVAL, retrieval_near=None, near_fraction=0.1, sft=None)
+
+
+def test_device_names_are_checked_and_auto_picks_cuda_only_where_present() -> None:
+    with pytest.raises(ValueError, match="device must be"):
+        TrainConfig(device="tpu")
+    with pytest.raises(ValueError, match="device must be"):
+        TrainConfig(device="cuda:x")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert TrainConfig(device="auto").torch_device().type == expected
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="no CUDA device"):
+            train(_config().model_copy(update={"device": "cuda"}), TrainingData.build(DATA))
+
+
+def test_a_run_resumes_under_another_device_name(tmp_path: Path) -> None:
+    config = _config()
+    data = TrainingData.build(config.data)
+    first, _ = train(config, data, tmp_path)
+    stage_path(tmp_path, 2, "sparse").unlink()
+    # Where a run computes is not what it computes: "auto" may resume a "cpu" run.
+    elsewhere = config.model_copy(update={"device": "auto"})
+    resumed, results = train(elsewhere, data, tmp_path, resume=True)
+    assert [r.resumed for r in results] == [True, True, False]
+    if not torch.cuda.is_available():
+        sa, sb = first.state_dict(), resumed.state_dict()
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+@pytest.mark.gpu
+def test_training_on_cuda_starts_where_the_cpu_run_starts(tmp_path: Path) -> None:
+    config = _config()
+    data = TrainingData.build(config.data)
+    _, cpu = train(config, data)
+    model, cuda = train(config.model_copy(update={"device": "cuda"}), data, tmp_path)
+    assert next(model.parameters()).is_cuda
+    # One initial model and one first batch: the first dense loss agrees across devices.
+    assert cuda[0].logs[0].loss == pytest.approx(cpu[0].logs[0].loss, rel=1e-4)
+    assert all(math.isfinite(log.loss) for r in cuda for log in r.logs)
+    # The checkpoint is written from the CPU side and loads without CUDA.
+    reloaded = load_checkpoint(stage_path(tmp_path, 2, "sparse"), expected_args=ARGS)
+    weights = model.state_dict()
+    assert all(torch.equal(v, weights[k].cpu()) for k, v in reloaded.state_dict().items())
