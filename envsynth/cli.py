@@ -226,6 +226,51 @@ def generate_code(
     )
 
 
+@generate_app.command("interpreter")
+def generate_interpreter(
+    db: DbOpt = None,
+    dataset: DatasetOpt = "interpreter",
+    problems: Annotated[int, typer.Option(help="problems drawn (round-robin over families)")] = 60,
+    seed: Annotated[int, typer.Option(help="seed of the draw")] = 0,
+    families: Annotated[
+        str | None, typer.Option(help="comma-separated family names (default: all)")
+    ] = None,
+    no_tool_policy: Annotated[
+        str | None,
+        typer.Option(help="a policy that must fail without the interpreter (e.g. openai)"),
+    ] = None,
+    no_tool_samples: Annotated[int, typer.Option(help="its answers per problem")] = 4,
+    isolation: Annotated[
+        str, typer.Option(help="where reference kernels run: auto, docker or local")
+    ] = "auto",
+    policy_arg: PolicyArgOpt = None,
+) -> None:
+    """Generate code-interpreter tasks, each verified by its reference run in a Jupyter kernel."""
+    from pipelines.interpreter.pipeline import InterpreterConfig, run_interpreter
+
+    cfg = InterpreterConfig.model_validate(
+        {
+            "dataset": dataset,
+            "problems": problems,
+            "seed": seed,
+            "families": families.split(",") if families else None,
+            "no_tool_policy": no_tool_policy,
+            "no_tool_samples": no_tool_samples,
+            "policy_options": _policy_args(policy_arg),
+            "isolation": isolation,
+        }
+    )
+    store = _store(db)
+    with _progress() as progress:
+        run_id = run_interpreter(cfg, store, progress)
+    _print_reports(store, run_id)
+    rejected = store.rejections(dataset)
+    out.print(
+        f"{store.count_tasks(dataset)} accepted of {problems} problems in {store.url}"
+        + (f"; refused: {', '.join(f'{k}: {v}' for k, v in rejected.items())}" if rejected else "")
+    )
+
+
 def _print_reports(store: Any, run_id: str) -> None:
     table = Table(title=f"run {run_id}")
     for col in ("stage", "in", "out", "rejections"):

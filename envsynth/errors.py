@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Sequence
+from typing import Any
+
+import orjson
 
 
 class EnvsynthError(Exception):
@@ -78,3 +81,19 @@ class ToolError(EnvsynthError):
 
     Environments turn it into an error observation; it never ends a training run.
     """
+
+
+def tool_arguments(raw: str | dict[str, Any], tool: str) -> dict[str, Any]:
+    """A tool call's arguments as a dict, from their JSON text (empty text: no arguments).
+
+    Raises:
+        ToolError: the text is not JSON, or not a JSON object.
+    """
+    if isinstance(raw, str):
+        try:
+            raw = orjson.loads(raw or "{}")
+        except orjson.JSONDecodeError as e:
+            raise ToolError(f"arguments of {tool} are not valid JSON: {e}") from None
+    if not isinstance(raw, dict):
+        raise ToolError(f"arguments of {tool} must be a JSON object")
+    return raw

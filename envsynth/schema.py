@@ -153,6 +153,20 @@ class InterpreterProblem(Contract):
     reference_code: str
     extra: dict[str, Any] = Field(default_factory=dict)
 
+    @property
+    def reference(self) -> list[ToolCall]:
+        """Run the reference solution in the kernel, then give the answer."""
+        return [
+            ToolCall(
+                id="ref_0",
+                name="python",
+                arguments=orjson.dumps({"code": self.reference_code}).decode(),
+            ),
+            ToolCall(
+                id="ref_1", name="answer", arguments=orjson.dumps({"answer": self.answer}).decode()
+            ),
+        ]
+
 
 Payload = Annotated[
     GeneralTask | CodeInstance | SearchQA | InterpreterProblem, Field(discriminator="type")

@@ -11,6 +11,7 @@ import gymnasium
 ENV_IDS = {
     "envsynth/General-v0": "gyms.general_env:GeneralEnv",
     "envsynth/CodeAgent-v0": "gyms.code_agent_env:CodeAgentEnv",
+    "envsynth/Interpreter-v0": "gyms.interpreter_env:InterpreterEnv",
 }
 
 

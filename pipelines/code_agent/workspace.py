@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import shlex
 
-import orjson
-
-from envsynth.errors import ToolError
+from envsynth.errors import ToolError, tool_arguments
 from envsynth.schema import ToolSpec
 from pipelines.code_agent.recipes import REPO_DIR
 from sandbox.base import Sandbox
@@ -92,12 +90,7 @@ class Workspace:
 
     def call(self, name: str, arguments: str) -> str:
         """Run one tool call; `ToolError` for a bad call or a failed file operation."""
-        try:
-            args = orjson.loads(arguments or "{}")
-        except orjson.JSONDecodeError as e:
-            raise ToolError(f"arguments are not valid JSON: {e}") from None
-        if not isinstance(args, dict):
-            raise ToolError("arguments must be a JSON object")
+        args = tool_arguments(arguments, name)
         match name:
             case "shell":
                 return self.shell(_str(args, "command"))

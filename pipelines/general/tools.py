@@ -14,10 +14,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from envsynth.errors import ConfigError, ToolError
+from envsynth.errors import ConfigError, ToolError, tool_arguments
 from envsynth.schema import ToolSpec
 
 State = dict[str, Any]
@@ -56,13 +55,7 @@ class Tool:
 
     def parse(self, raw: str | dict[str, Any]) -> dict[str, Any]:
         """Validate raw JSON text or a dict against the schema; a `ToolError` says what is wrong."""
-        if isinstance(raw, str):
-            try:
-                raw = orjson.loads(raw or "{}")
-            except orjson.JSONDecodeError as e:
-                raise ToolError(f"arguments of {self.name} are not valid JSON: {e}") from None
-        if not isinstance(raw, dict):
-            raise ToolError(f"arguments of {self.name} must be a JSON object")
+        raw = tool_arguments(raw, self.name)
         try:
             parsed = self.arguments.model_validate(raw)
         except ValidationError as e:

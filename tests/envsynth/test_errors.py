@@ -1,4 +1,4 @@
-"""The problem lists that errors about a file's bad lines or records end with."""
+"""Error helpers: the problem lists of bad files, and tool-call arguments parsed or refused."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from envsynth.errors import ImportFormatError, list_problems
+from envsynth.errors import ImportFormatError, ToolError, list_problems, tool_arguments
 from envsynth.export import import_jsonl
 from envsynth.store import Store
 
@@ -36,3 +36,12 @@ def test_an_import_of_many_bad_lines_reports_each_and_imports_nothing(tmp_path: 
     assert "  line 1: " in message and "  line 10: " in message and "line 11" not in message
     assert message.endswith("  … and 3 more")
     assert store.task_ids(accepted=None) == []
+
+
+def test_tool_arguments_are_a_json_object_or_a_tool_error() -> None:
+    assert tool_arguments('{"a": 1}', "f") == {"a": 1}
+    assert tool_arguments("", "f") == {} and tool_arguments({"b": 2}, "f") == {"b": 2}
+    with pytest.raises(ToolError, match="arguments of f are not valid JSON"):
+        tool_arguments("{a", "f")
+    with pytest.raises(ToolError, match="arguments of f must be a JSON object"):
+        tool_arguments("[1, 2]", "f")

@@ -1,0 +1,46 @@
+"""Grading an answer: numbers within a tolerance, anything else as normalized text."""
+
+from __future__ import annotations
+
+import math
+import re
+
+from envsynth.schema import Verdict
+
+# Thousands separators, a trailing period and surrounding quotes never change an answer.
+_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+
+
+def parse_number(text: str) -> float | None:
+    """The number `text` writes ("1,234.5", " 42. "), or None when it is not one number."""
+    cleaned = text.strip().strip("\"'`").rstrip(".").replace(",", "").replace("_", "")
+    if not _NUMBER.fullmatch(cleaned):
+        return None
+    value = float(cleaned)
+    return value if math.isfinite(value) else None
+
+
+def check_answer(given: str, expected: str, tolerance: float = 0.0) -> Verdict:
+    """Whether `given` is the `expected` answer.
+
+    Args:
+        given: the agent's answer text.
+        expected: the task's answer.
+        tolerance: for numeric answers, the largest accepted absolute difference.
+    """
+    want, got = parse_number(expected), parse_number(given)
+    if want is not None:
+        if got is None:
+            return Verdict(reward=0.0, reason=f"the answer {given.strip()[:80]!r} is not a number")
+        # The slack absorbs binary rounding (219904.885 − 219904.88 is 0.0050000000047) and
+        # stays far below 1 for integers up to 10^11, which must match exactly.
+        ok = abs(got - want) <= tolerance + 1e-12 * max(1.0, abs(want))
+        reason = "correct" if ok else f"the answer {got:.12g} is not {want:.12g} (± {tolerance:g})"
+        return Verdict(reward=float(ok), components={"correct": float(ok)}, reason=reason)
+    ok = _text(given) == _text(expected)
+    reason = "correct" if ok else f"the answer {given.strip()[:80]!r} is not the expected one"
+    return Verdict(reward=float(ok), components={"correct": float(ok)}, reason=reason)
+
+
+def _text(value: str) -> str:
+    return " ".join(value.strip().strip("\"'`").rstrip(".").lower().split())
