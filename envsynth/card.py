@@ -55,6 +55,11 @@ def render_card(store: Store, dataset: str) -> str:
     )
     licenses = sorted({lic for t in tasks for lic in t.provenance.licenses}) or ["unknown"]
     envs, toolsets = store.count_environments(dataset)
+    if not envs:
+        # Only the general pipeline stores environments of their own; elsewhere a task's
+        # env_id and toolset say what it runs in.
+        envs = len({t.env_id for t in tasks})
+        toolsets = len({tuple(sorted(tool.name for tool in t.tools)) for t in tasks})
     header = {
         "pretty_name": f"envsynth {dataset}",
         "license": licenses[0].lower() if len(licenses) == 1 else "other",

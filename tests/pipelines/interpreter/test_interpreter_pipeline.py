@@ -201,3 +201,12 @@ def test_cli_generates_and_reports_its_stages(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "3 accepted of 3 problems" in result.output and "reference" in result.output
     assert os.path.getsize(db) > 0 and Store(db).count_tasks("interpreter") == 3
+    card = tmp_path / "card.md"
+    result = CliRunner().invoke(
+        app, ["card", "--db", str(db), "--dataset", "interpreter", "--out", str(card)]
+    )
+    assert result.exit_code == 0, result.output
+    # No environment rows here: each task's env_id counts, and all share one toolset.
+    assert "3 accepted **interpreter** tasks over 3 environments with 1 distinct" in (
+        card.read_text()
+    )
