@@ -2,7 +2,7 @@
 
 The agent's `python` calls run in one kernel per episode, isolated (a hardened container
 when Docker answers, else Linux namespaces) and holding the task's files; `answer` ends the
-episode. The answer is graded by `pipelines.interpreter.answers.check_answer`, the check
+episode. The answer is graded by `pipelines.answers.check_answer`, the check
 that accepted the task, against the answer the pipeline verified in a kernel (DESIGN §3).
 """
 
@@ -14,7 +14,7 @@ from envsynth.errors import ConfigError, ToolError, tool_arguments
 from envsynth.schema import InterpreterProblem, Task, Verdict
 from gyms.task_source import TaskSource
 from gyms.tool_env import ToolEnv
-from pipelines.interpreter.answers import check_answer
+from pipelines.answers import check_answer
 from pipelines.interpreter.session import KernelSession, observation
 from sandbox.kernel import Isolation
 

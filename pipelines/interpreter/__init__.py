@@ -3,6 +3,6 @@
 A problem is accepted only when its reference solution, run in a real kernel through the
 same session the agent gets (`session.KernelSession`), prints the answer the generator
 computed on its own, and when the answer cannot be read off or guessed from the problem
-(`pipeline`). The agent's answer is graded by `answers.check_answer`, the check that
+(`pipeline`). The agent's answer is graded by `pipelines.answers.check_answer`, the check that
 accepted the task.
 """

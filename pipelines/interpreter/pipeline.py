@@ -4,7 +4,7 @@
   run's seed and i, so a problem is a pure function of (seed, i).
 - **reference**: the reference solution runs in a fresh Jupyter kernel holding the task's
   files (`session.KernelSession`, what the agent gets). It must finish, and its last
-  printed line must be the answer the family computed on its own (`answers.check_answer`).
+  printed line must be the answer the family computed on its own (`pipelines.answers`).
 - **needs_code**: solving without the tool must fail. An answer written in the problem
   text, or a small integer a guess hits often, is refused; with `no_tool_policy`, that
   policy answers `no_tool_samples` times with no interpreter, and one right answer refuses
@@ -37,7 +37,7 @@ from envsynth.schema import (
     Task,
 )
 from envsynth.store import Store
-from pipelines.interpreter.answers import check_answer, parse_number
+from pipelines.answers import check_answer, parse_number
 from pipelines.interpreter.problems import FAMILIES, Problem, get_family
 from pipelines.interpreter.session import TOOLS, KernelSession, last_line
 from sandbox.kernel import Isolation

@@ -20,8 +20,8 @@ from envsynth.errors import UnknownIdError
 from envsynth.policy.base import PolicyOutput, PolicyRequest, register_policy
 from envsynth.schema import InterpreterProblem, Message, PolicyInfo, ToolCall
 from envsynth.store import Store
+from pipelines.answers import check_answer
 from pipelines.interpreter import problems
-from pipelines.interpreter.answers import check_answer
 from pipelines.interpreter.pipeline import InterpreterConfig, run_interpreter
 from pipelines.interpreter.problems import FAMILIES, Problem
 

@@ -1,9 +1,14 @@
-"""Grading an answer: numbers within a tolerance, anything else as normalized text."""
+"""Grading a short answer: numbers within a tolerance, anything else as normalized text.
+
+The interpreter and search pipelines accept a task with this check and their gyms grade
+the agent with it.
+"""
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 
 from envsynth.schema import Verdict
 
@@ -20,13 +25,16 @@ def parse_number(text: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def check_answer(given: str, expected: str, tolerance: float = 0.0) -> Verdict:
-    """Whether `given` is the `expected` answer.
+def check_answer(
+    given: str, expected: str, tolerance: float = 0.0, aliases: Sequence[str] = ()
+) -> Verdict:
+    """Whether `given` is the `expected` answer (or, for text, one of its `aliases`).
 
     Args:
         given: the agent's answer text.
         expected: the task's answer.
         tolerance: for numeric answers, the largest accepted absolute difference.
+        aliases: other accepted spellings of a text answer.
     """
     want, got = parse_number(expected), parse_number(given)
     if want is not None:
@@ -37,7 +45,7 @@ def check_answer(given: str, expected: str, tolerance: float = 0.0) -> Verdict:
         ok = abs(got - want) <= tolerance + 1e-12 * max(1.0, abs(want))
         reason = "correct" if ok else f"the answer {got:.12g} is not {want:.12g} (± {tolerance:g})"
         return Verdict(reward=float(ok), components={"correct": float(ok)}, reason=reason)
-    ok = _text(given) == _text(expected)
+    ok = _text(given) in {_text(a) for a in (expected, *aliases)}
     reason = "correct" if ok else f"the answer {given.strip()[:80]!r} is not the expected one"
     return Verdict(reward=float(ok), components={"correct": float(ok)}, reason=reason)
 
