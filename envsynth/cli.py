@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from envsynth.errors import ConfigError, EnvsynthError
 
@@ -226,6 +227,49 @@ def generate_code(
     )
 
 
+@generate_app.command("search")
+def generate_search(
+    db: DbOpt = None,
+    dataset: DatasetOpt = "search",
+    questions: Annotated[int, typer.Option(help="questions constructed")] = 100,
+    seed: Annotated[int, typer.Option(help="seed of the world and of the questions")] = 0,
+    world_size: Annotated[int, typer.Option(help="entities in the embedded world")] = 400,
+    answer_policy: Annotated[
+        list[str] | None,
+        typer.Option(help="an answer agent every kept question must defeat (repeatable)"),
+    ] = None,
+    answer_samples: Annotated[int, typer.Option(help="episodes per question and agent")] = 2,
+    policy_arg: PolicyArgOpt = None,
+) -> None:
+    """Generate search-agent QA: long-tail questions verified by search, unsolved by agents."""
+    from pipelines.search_qa.pipeline import SearchConfig, run_search
+
+    cfg = SearchConfig(
+        dataset=dataset,
+        questions=questions,
+        seed=seed,
+        world_size=world_size,
+        answer_policies=answer_policy or [],
+        answer_samples=answer_samples,
+        policy_options=_policy_args(policy_arg),
+    )
+    store = _store(db)
+    with _progress() as progress:
+        run_id = run_search(cfg, store, progress)
+    _print_reports(store, run_id)
+    rejected = store.rejections(dataset)
+    out.print(
+        Text(
+            f"{store.count_tasks(dataset)} accepted of {questions} questions in {store.url}"
+            + (
+                f"; refused: {', '.join(f'{k}: {v}' for k, v in rejected.items())}"
+                if rejected
+                else ""
+            )
+        )
+    )
+
+
 @generate_app.command("interpreter")
 def generate_interpreter(
     db: DbOpt = None,
@@ -280,7 +324,8 @@ def _print_reports(store: Any, run_id: str) -> None:
             r.stage,
             str(r.items_in),
             str(r.items_out),
-            ", ".join(f"{k}: {v}" for k, v in r.rejections.items()) or "–",
+            # Reasons are data: "solved_by:closed_book" must not render as an emoji code.
+            Text(", ".join(f"{k}: {v}" for k, v in r.rejections.items()) or "–"),
         )
     out.print(table)
 

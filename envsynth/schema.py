@@ -143,6 +143,26 @@ class SearchQA(Contract):
     rubric: list[str] = Field(default_factory=list)
     extra: dict[str, Any] = Field(default_factory=dict)
 
+    @property
+    def reference(self) -> list[ToolCall]:
+        """Search each link of the evidence chain, open its page, then answer."""
+        calls = []
+        for i, (doc_id, link) in enumerate(
+            zip(self.extra.get("evidence", []), self.extra.get("links", []), strict=True)
+        ):
+            calls += [
+                ToolCall(id=f"ref_{2 * i}", name="search", arguments=_args(query=link)),
+                ToolCall(id=f"ref_{2 * i + 1}", name="open_page", arguments=_args(doc_id=doc_id)),
+            ]
+        return [
+            *calls,
+            ToolCall(id="ref_answer", name="answer", arguments=_args(answer=self.answer)),
+        ]
+
+
+def _args(**arguments: Any) -> str:
+    return orjson.dumps(arguments).decode()
+
 
 class InterpreterProblem(Contract):
     """Payload of a code-interpreter task."""

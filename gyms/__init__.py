@@ -12,6 +12,7 @@ ENV_IDS = {
     "envsynth/General-v0": "gyms.general_env:GeneralEnv",
     "envsynth/CodeAgent-v0": "gyms.code_agent_env:CodeAgentEnv",
     "envsynth/Interpreter-v0": "gyms.interpreter_env:InterpreterEnv",
+    "envsynth/Search-v0": "gyms.search_env:SearchEnv",
 }
 
 

@@ -12,8 +12,8 @@ from typing import Any
 
 from envsynth.errors import ConfigError, ToolError, tool_arguments
 from envsynth.schema import InterpreterProblem, Task, Verdict
+from gyms.answer_env import AnswerEnv
 from gyms.task_source import TaskSource
-from gyms.tool_env import ToolEnv
 from pipelines.answers import check_answer
 from pipelines.interpreter.session import KernelSession, observation
 from sandbox.kernel import Isolation
@@ -21,7 +21,7 @@ from sandbox.kernel import Isolation
 MAX_TURNS = 20
 
 
-class InterpreterEnv(ToolEnv):
+class InterpreterEnv(AnswerEnv):
     """An interpreter task: `python` runs cells in the episode's kernel, `answer` ends it.
 
     Args:
@@ -45,7 +45,6 @@ class InterpreterEnv(ToolEnv):
         self.source = TaskSource("interpreter", task=task, task_id=task_id, dataset=dataset, db=db)
         self.isolation = isolation
         self.session: KernelSession | None = None
-        self.given: str | None = None
 
     def _select_task(self, seed: int | None, options: dict[str, Any]) -> Task:
         return self.source.select(seed, self.np_random, options)
@@ -66,25 +65,17 @@ class InterpreterEnv(ToolEnv):
                 raise ToolError('python needs {"code": "<Python source>"}')
             return observation(self.session.run(code))
         if name == "answer":
-            value = args.get("answer")
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                value = str(value)
-            if not isinstance(value, str):
-                raise ToolError('answer needs {"answer": "<the final value>"}')
-            self.given = value
-            return "answer recorded"
+            return self._record_answer(args)
         raise ToolError(f"unknown tool {name!r}; available tools: python, answer")
 
-    def _finished(self) -> bool:
-        return self.given is not None
-
     def _grade(self) -> Verdict:
+        self._close_session()  # the episode is over: its kernel goes now
+        return super()._grade()
+
+    def _grade_answer(self, given: str) -> Verdict:
         assert self.task is not None and isinstance(self.task.payload, InterpreterProblem)
-        self._close_session()
-        if self.given is None:
-            return Verdict(reward=0.0, reason="no answer was given")
         payload = self.task.payload
-        return check_answer(self.given, payload.answer, payload.extra.get("tolerance", 0.0))
+        return check_answer(given, payload.answer, payload.extra.get("tolerance", 0.0))
 
     def close(self) -> None:
         self._close_session()
@@ -94,4 +85,3 @@ class InterpreterEnv(ToolEnv):
         if self.session is not None:
             self.session.close()
             self.session = None
-

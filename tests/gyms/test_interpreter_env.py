@@ -7,11 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import gymnasium as gym
-import orjson
 import pytest
+from actions import call, tool_text
 from gymnasium.utils.env_checker import check_env
 from needs import require
 
+import gyms  # noqa: F401  (registers the ids, as an RL user's import would)
 from envsynth.policy.baselines import ReferencePolicy
 from envsynth.rollout import EpisodeSpec, rollout
 from envsynth.schema import InterpreterProblem, Task
@@ -36,18 +37,6 @@ def task(db: Path) -> Task:
     return next(t for t in Store(db).iter_tasks("interpreter") if t.family == "sales_csv")
 
 
-def _call(name: str, **arguments: object) -> dict:
-    return {
-        "role": "assistant",
-        "content": "",
-        "tool_calls": [{"id": "c", "name": name, "arguments": orjson.dumps(arguments).decode()}],
-    }
-
-
-def _tool_text(obs: str) -> str:
-    return orjson.loads(obs)[0]["content"]
-
-
 def test_the_reference_solves_every_stored_task(db: Path) -> None:
     specs = [EpisodeSpec({"dataset": "interpreter", "db": str(db)}, seed=i) for i in range(4)]
     trajectories = rollout("envsynth/Interpreter-v0", ReferencePolicy(), specs)
@@ -63,22 +52,22 @@ def test_an_episode_keeps_state_sees_files_and_grades_the_answer(task: Task) -> 
         _, info = env.reset(seed=0)
         assert [t["function"]["name"] for t in info["tools"]] == ["python", "answer"]
 
-        obs, reward, terminated, truncated, _ = env.step(_call("python", code="x = 41"))
-        assert _tool_text(obs) == "[no output]" and not (terminated or truncated)
-        obs, *_ = env.step(_call("python", code="print(x + 1)"))
-        assert _tool_text(obs) == "42"
-        obs, *_ = env.step(_call("python", code="print(open('sales.csv').readline().strip())"))
-        assert _tool_text(obs) == "order_id,region,product,units,unit_price,status"
+        obs, reward, terminated, truncated, _ = env.step(call("python", code="x = 41"))
+        assert tool_text(obs) == "[no output]" and not (terminated or truncated)
+        obs, *_ = env.step(call("python", code="print(x + 1)"))
+        assert tool_text(obs) == "42"
+        obs, *_ = env.step(call("python", code="print(open('sales.csv').readline().strip())"))
+        assert tool_text(obs) == "order_id,region,product,units,unit_price,status"
 
-        obs, reward, terminated, *_ = env.step(_call("python", code="1 / 0"))
-        text = _tool_text(obs)
+        obs, reward, terminated, *_ = env.step(call("python", code="1 / 0"))
+        text = tool_text(obs)
         assert "ZeroDivisionError" in text and "raised an error" in text and not terminated
 
-        obs, reward, terminated, *_ = env.step(_call("python", cod="print(1)"))
-        assert _tool_text(obs).startswith("Error: python needs") and not terminated
+        obs, reward, terminated, *_ = env.step(call("python", cod="print(1)"))
+        assert tool_text(obs).startswith("Error: python needs") and not terminated
 
         wrong = str(float(task.payload.answer) + 1)
-        obs, reward, terminated, _, info = env.step(_call("answer", answer=wrong))
+        obs, reward, terminated, _, info = env.step(call("answer", answer=wrong))
         assert terminated and reward == 0.0
         assert "is not" in info["verdict"]["reason"]
     finally:
@@ -90,10 +79,10 @@ def test_a_numeric_answer_and_a_missed_answer(task: Task) -> None:
     env = gym.make("envsynth/Interpreter-v0", task=task, max_turns=1)
     try:
         env.reset(seed=0)
-        _, reward, terminated, _, _ = env.step(_call("answer", answer=float(task.payload.answer)))
+        _, reward, terminated, _, _ = env.step(call("answer", answer=float(task.payload.answer)))
         assert terminated and reward == 1.0
         env.reset(seed=0)
-        _, reward, terminated, truncated, info = env.step(_call("python", code="2 + 2"))
+        _, reward, terminated, truncated, info = env.step(call("python", code="2 + 2"))
         assert truncated and not terminated and reward == 0.0
         assert info["verdict"]["reason"] == "no answer was given"
     finally:
