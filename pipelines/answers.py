@@ -10,6 +10,8 @@ import math
 import re
 from collections.abc import Sequence
 
+import orjson
+
 from envsynth.schema import Verdict
 
 # Thousands separators, a trailing period and surrounding quotes never change an answer.
@@ -52,3 +54,13 @@ def check_answer(
 
 def _text(value: str) -> str:
     return " ".join(value.strip().strip("\"'`").rstrip(".").lower().split())
+
+
+def answer_of(arguments: str) -> str:
+    """The `answer` argument of an answer tool call's JSON arguments ("" when it has none)."""
+    try:
+        args = orjson.loads(arguments or "{}")
+    except orjson.JSONDecodeError:
+        return ""
+    value = args.get("answer", "") if isinstance(args, dict) else ""
+    return "" if value is None else str(value)

@@ -22,7 +22,6 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from envsynth.ids import content_hash
@@ -37,7 +36,7 @@ from envsynth.schema import (
     Task,
 )
 from envsynth.store import Store
-from pipelines.answers import check_answer, parse_number
+from pipelines.answers import answer_of, check_answer, parse_number
 from pipelines.interpreter.problems import FAMILIES, Problem, get_family
 from pipelines.interpreter.session import TOOLS, KernelSession, last_line
 from sandbox.kernel import Isolation
@@ -164,18 +163,10 @@ def no_tool_rejections(
         right = False
         for output in outputs[i * samples : (i + 1) * samples]:
             for call in output.message.tool_calls or ():
-                given = _answer_argument(call.arguments)
+                given = answer_of(call.arguments)
                 right |= check_answer(given, payload.answer, tolerance).reward == 1.0
         out.append("solvable_without_code" if right else None)
     return out
-
-
-def _answer_argument(arguments: str) -> str:
-    try:
-        value = orjson.loads(arguments).get("answer", "")
-    except (orjson.JSONDecodeError, AttributeError):
-        return ""
-    return str(value)
 
 
 def _build_chunk(

@@ -20,7 +20,6 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from envsynth.ids import content_hash
@@ -28,6 +27,7 @@ from envsynth.policy import make_policy
 from envsynth.rollout import EpisodeSpec, rollout
 from envsynth.schema import Provenance, SearchQA, StageReport, Task, ToolSpec, Trajectory
 from envsynth.store import Store
+from pipelines.answers import answer_of
 from pipelines.search_qa.agents import AGENTS
 from pipelines.search_qa.index import world_index
 from pipelines.search_qa.questions import QA, construct
@@ -156,12 +156,7 @@ def policy_answers(
 
 def _answer(trajectory: Trajectory) -> str:
     calls = [c for m in trajectory.messages for c in m.tool_calls or () if c.name == "answer"]
-    if not calls:
-        return ""
-    try:
-        return str(orjson.loads(calls[-1].arguments).get("answer", ""))
-    except (orjson.JSONDecodeError, AttributeError):
-        return ""
+    return answer_of(calls[-1].arguments) if calls else ""
 
 
 def _build_chunk(

@@ -20,7 +20,7 @@ from envsynth.errors import UnknownIdError
 from envsynth.policy.base import PolicyOutput, PolicyRequest, register_policy
 from envsynth.schema import InterpreterProblem, Message, PolicyInfo, ToolCall
 from envsynth.store import Store
-from pipelines.answers import check_answer
+from pipelines.answers import answer_of, check_answer
 from pipelines.interpreter import problems
 from pipelines.interpreter.pipeline import InterpreterConfig, run_interpreter
 from pipelines.interpreter.problems import FAMILIES, Problem
@@ -210,3 +210,13 @@ def test_cli_generates_and_reports_its_stages(tmp_path: Path) -> None:
     assert "3 accepted **interpreter** tasks over 3 environments with 1 distinct" in (
         card.read_text()
     )
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [('{"answer": "42"}', "42"), ('{"answer": 42}', "42"), ("{}", ""), ("{bad", ""), ("[1]", "")],
+)
+def test_the_answer_of_a_call_is_its_answer_argument_or_nothing(
+    arguments: str, expected: str
+) -> None:
+    assert answer_of(arguments) == expected
