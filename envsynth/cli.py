@@ -6,7 +6,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import orjson
 import typer
@@ -45,6 +45,16 @@ DbOpt = Annotated[
     ),
 ]
 DatasetOpt = Annotated[str, typer.Option("--dataset", help="dataset name")]
+ContextStrategyOpt = Annotated[
+    str,
+    typer.Option(
+        help="what the policy sees once its history passes --context-budget: keep_all, "
+        "summary, discard_75 or discard_all"
+    ),
+]
+ContextBudgetOpt = Annotated[
+    int, typer.Option(help="history size (characters) past which --context-strategy applies")
+]
 PolicyArgOpt = Annotated[
     list[str] | None,
     typer.Option(
@@ -65,6 +75,18 @@ def _policy_args(pairs: list[str] | None) -> dict[str, Any]:
         except orjson.JSONDecodeError:
             args[key] = value
     return args
+
+
+def _policy(name: str | None, args: list[str] | None, strategy: str, budget: int) -> Any:
+    """The policy named (or the default), wrapped in context management unless keep_all."""
+    from envsynth.policy import make_policy
+    from envsynth.policy.context import ContextManaged, Strategy
+
+    policy = make_policy(_default_policy(name), **_policy_args(args))
+    if strategy == "keep_all":
+        return policy
+    # ContextManaged refuses a strategy it does not know, with the list of those it does.
+    return ContextManaged(policy, cast(Strategy, strategy), budget)
 
 
 def _default_policy(name: str | None) -> str:
@@ -395,12 +417,13 @@ def audit_cmd(
         bool, typer.Option("--keep-trajectories", help="store every episode's trajectory")
     ] = False,
     out_dir: Annotated[Path, typer.Option("--out", help="report directory")] = Path("reports"),
+    context_strategy: ContextStrategyOpt = "keep_all",
+    context_budget: ContextBudgetOpt = 200_000,
 ) -> None:
     """Audit pass@k: a markdown table per family and a PNG plot."""
     from envsynth.audit import plot, render_markdown, run_audit
-    from envsynth.policy import make_policy
 
-    pol = make_policy(_default_policy(policy), **_policy_args(policy_arg))
+    pol = _policy(policy, policy_arg, context_strategy, context_budget)
     store = _store(db)
     with _progress() as progress:
         report = run_audit(
@@ -499,14 +522,15 @@ def rollout_cmd(
     dataset: DatasetOpt = "general",
     seed: Annotated[int, typer.Option(help="episode i resets with seed + i")] = 0,
     max_turns: Annotated[int | None, typer.Option(help="turn budget (default: the env's)")] = None,
+    context_strategy: ContextStrategyOpt = "keep_all",
+    context_budget: ContextBudgetOpt = 200_000,
 ) -> None:
     """Step an environment with a policy and store the trajectories."""
-    from envsynth.policy import make_policy
     from envsynth.rollout import EpisodeSpec, rollout
 
     store = _store(db)
     policy = _default_policy(policy)
-    pol = make_policy(policy, **_policy_args(policy_arg))
+    pol = _policy(policy, policy_arg, context_strategy, context_budget)
     budget = {"max_turns": max_turns} if max_turns else {}
     specs = [
         EpisodeSpec({"dataset": dataset, "db": store.url, **budget}, seed=seed + i)
