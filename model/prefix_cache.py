@@ -92,6 +92,10 @@ class PrefixCache:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def clear(self) -> None:
+        """Forget every entry: after the weights change, their keys and values are stale."""
+        self._entries.clear()
+
     def lookup(self, prompt: Sequence[int]) -> tuple[KVCache | None, int]:
         """The entry sharing the longest prefix with `prompt`, and how many slots to reuse.
 

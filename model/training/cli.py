@@ -2,6 +2,7 @@
 
     envsynth train run --config train.yaml --out runs/tiny
     envsynth train config > train.yaml          # the default config, to edit
+    envsynth train grpo --db envsynth.db --out runs/grpo   # RL from the gyms (GRPO)
 
 The report holds the config, the data sizes, every step's losses, per-stage wall time and
 the dense-vs-sparse parity on the held-out sets; `parity.md` is its table.
@@ -198,6 +199,58 @@ def run_command(
             console.print(f"  {source} ({s['steps']:.0f} steps): " + ", ".join(parts))
     console.print((out / "parity.md").read_text())
     console.print(f"wrote {out / CHECKPOINT} and {out / REPORT}")
+
+
+@train_app.command("grpo")
+def grpo_command(
+    out: Annotated[Path, typer.Option("--out", help="output directory")],
+    db: Annotated[str | None, typer.Option("--db", help="the store holding the tasks")] = None,
+    dataset: Annotated[str, typer.Option(help="dataset whose tasks are played")] = "general",
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="weights to start from (default: the bundled ones)")
+    ] = None,
+    steps: Annotated[int, typer.Option(help="optimizer steps, each on fresh groups")] = 4,
+    tasks: Annotated[int, typer.Option(help="tasks per step")] = 2,
+    group: Annotated[int, typer.Option(help="episodes per task (G)")] = 4,
+    max_turns: Annotated[int, typer.Option(help="turn budget of an episode")] = 6,
+    max_tokens: Annotated[int, typer.Option(help="most tokens per turn")] = 128,
+    lr: Annotated[float, typer.Option(help="AdamW learning rate")] = 1e-5,
+    kl_weight: Annotated[float, typer.Option(help="β of the KL to the starting model")] = 0.0,
+    seed: Annotated[int, typer.Option(help="task draw and episode seeds")] = 0,
+) -> None:
+    """GRPO (V3.2's variant) from the gyms; writes OUT/model.safetensors and OUT/grpo.json."""
+    from envsynth.store import Store
+    from model.policy import WEIGHTS, BundledPolicy, default_context
+    from model.training.grpo import GRPOConfig
+    from model.training.rl import GRPORunConfig, run_grpo
+
+    weights = checkpoint or WEIGHTS
+    policy = BundledPolicy(weights, max_tokens=max_tokens, context=default_context(weights))
+    config = GRPORunConfig(
+        dataset=dataset,
+        steps=steps,
+        tasks=tasks,
+        group=group,
+        max_turns=max_turns,
+        lr=lr,
+        seed=seed,
+        grpo=GRPOConfig(kl_weight=kl_weight),
+    )
+
+    def show(row: dict[str, Any]) -> None:
+        console.print(
+            f"step {row['step']}: {row['episodes']} episodes, {row['turns']} turns, mean reward "
+            f"{row['mean_reward']:.3f}, loss {row['loss']:.5f}, ratio {row['mean_ratio']:.4f}, "
+            f"masked {row['masked_sequences']} ({row['rollout_s']:.1f}s + {row['update_s']:.1f}s)"
+        )
+
+    logs = run_grpo(config, policy, Store(db), on_step=show)
+    out.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(policy.model, out / CHECKPOINT, extra={"grpo": config.model_dump(mode="json")})
+    (out / "grpo.json").write_text(
+        json.dumps({"config": config.model_dump(mode="json"), "steps": logs}, indent=1)
+    )
+    console.print(f"wrote {out / CHECKPOINT} and {out / 'grpo.json'}")
 
 
 @train_app.command("config")
