@@ -18,6 +18,7 @@ trajectory keep the whole history, only the policy's view is rewritten.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Literal
@@ -30,6 +31,8 @@ from envsynth.schema import Message, PolicyInfo, SamplingParams
 Strategy = Literal["keep_all", "summary", "discard_75", "discard_all"]
 STRATEGIES: tuple[Strategy, ...] = ("keep_all", "summary", "discard_75", "discard_all")
 SUMMARY_HEADER = "Summary of your work so far"
+# Rewritten views remembered at once: far more than the episodes a rollout keeps alive.
+MAX_VIEWS = 4096
 SUMMARY_PROMPT = (
     "Your context is full. Summarize, for yourself, everything you have learnt so far from "
     "your tool calls that you still need to finish the task: facts, ids, values, what is done "
@@ -102,7 +105,7 @@ class ContextManaged:
         self.summarizer = summarizer or inner
         self.measure = measure
         # Rewritten views by the history they were made at (see `context`).
-        self._views: dict[str, list[Message]] = {}
+        self._views: OrderedDict[str, list[Message]] = OrderedDict()
         self._lengths: set[int] = set()
         self.info = PolicyInfo(
             name=inner.info.name,
@@ -130,6 +133,8 @@ class ContextManaged:
             view = await self._rewrite(request, view)
             self._views[_key(messages)] = view
             self._lengths.add(len(messages))
+            while len(self._views) > MAX_VIEWS:  # a long run: the oldest episodes are over
+                self._views.popitem(last=False)
         return request if view is messages else replace(request, messages=view)
 
     async def _rewrite(self, request: PolicyRequest, view: list[Message]) -> list[Message]:
