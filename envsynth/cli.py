@@ -796,6 +796,18 @@ def bench_generation(
     out.print(run_bench(tasks=tasks, samples=samples, turns=turns, max_tokens=max_tokens))
 
 
+@bench_app.command("grpo")
+def bench_grpo(
+    sequences: Annotated[int, typer.Option(help="sampled sequences in the update")] = 24,
+    tokens: Annotated[int, typer.Option(help="tokens sampled per sequence")] = 48,
+    repeats: Annotated[int, typer.Option(help="timed repeats per setting")] = 2,
+) -> None:
+    """One GRPO update of the bundled model: one sequence per forward vs padded batches."""
+    from envsynth.bench.grpo import run_bench
+
+    out.print(run_bench(sequences=sequences, tokens=tokens, repeats=repeats))
+
+
 @bench_app.command("code")
 def bench_code(
     python: Annotated[int, typer.Option(help="generated Python repositories")] = 3,

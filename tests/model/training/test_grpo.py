@@ -19,6 +19,7 @@ from model.training.grpo import (
     GRPOConfig,
     SampledSequence,
     advantages,
+    batch_logprobs,
     grpo_loss,
     sequence_logprobs,
 )
@@ -144,3 +145,17 @@ def test_bad_sequences_and_a_kl_without_reference_are_refused(model: Transformer
     with pytest.raises(ConfigError, match="reference model"):
         grpo_loss(model, [seq], GRPOConfig(kl_weight=0.1))
     assert math.isfinite(grpo_loss(model, [seq], GRPOConfig())[1].loss)
+
+
+def test_sequences_padded_into_one_forward_come_out_as_they_would_alone(
+    model: Transformer,
+) -> None:
+    seqs = _sampled(model, n=2)
+    assert len({len(s.prompt) + len(s.tokens) for s in seqs}) > 1, "rows of several lengths"
+    with torch.no_grad():
+        together = batch_logprobs(model, seqs)
+        for seq, got in zip(seqs, together, strict=True):
+            assert torch.allclose(got, sequence_logprobs(model, seq), atol=1e-5)
+    one, _ = grpo_loss(model, seqs, GRPOConfig(forward_batch=1))
+    many, _ = grpo_loss(model, seqs, GRPOConfig(forward_batch=8))
+    assert float(one.detach()) == pytest.approx(float(many.detach()), abs=1e-6)
