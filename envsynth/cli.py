@@ -242,11 +242,7 @@ def generate_code(
     with _progress() as progress:
         run_id = run_code(cfg, candidates, store, sources=sources, progress=progress)
     _print_reports(store, run_id)
-    rejected = store.rejections(dataset)
-    out.print(
-        f"{store.count_tasks(dataset)} accepted of {len(candidates)} candidates in {store.url}"
-        + (f"; refused: {', '.join(f'{k}: {v}' for k, v in rejected.items())}" if rejected else "")
-    )
+    _print_yield(store, dataset, f"{len(candidates)} candidates")
 
 
 @generate_app.command("search")
@@ -279,17 +275,7 @@ def generate_search(
     with _progress() as progress:
         run_id = run_search(cfg, store, progress)
     _print_reports(store, run_id)
-    rejected = store.rejections(dataset)
-    out.print(
-        Text(
-            f"{store.count_tasks(dataset)} accepted of {questions} questions in {store.url}"
-            + (
-                f"; refused: {', '.join(f'{k}: {v}' for k, v in rejected.items())}"
-                if rejected
-                else ""
-            )
-        )
-    )
+    _print_yield(store, dataset, f"{questions} questions")
 
 
 @generate_app.command("interpreter")
@@ -330,11 +316,16 @@ def generate_interpreter(
     with _progress() as progress:
         run_id = run_interpreter(cfg, store, progress)
     _print_reports(store, run_id)
+    _print_yield(store, dataset, f"{problems} problems")
+
+
+def _print_yield(store: Any, dataset: str, drawn: str) -> None:
+    """The accepted count of a run, of what it drew, and the refusals, as plain text."""
     rejected = store.rejections(dataset)
-    out.print(
-        f"{store.count_tasks(dataset)} accepted of {problems} problems in {store.url}"
-        + (f"; refused: {', '.join(f'{k}: {v}' for k, v in rejected.items())}" if rejected else "")
-    )
+    refused = ", ".join(f"{k}: {v}" for k, v in rejected.items())
+    line = f"{store.count_tasks(dataset)} accepted of {drawn} in {store.url}"
+    # Reasons are data: "solved_by:closed_book" must not render as an emoji code.
+    out.print(Text(line + (f"; refused: {refused}" if refused else "")))
 
 
 def _print_reports(store: Any, run_id: str) -> None:

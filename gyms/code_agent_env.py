@@ -60,9 +60,6 @@ class CodeAgentEnv(ToolEnv):
         self.submitted = False
         self.last_grade: Grade | None = None
 
-    def _select_task(self, seed: int | None, options: dict[str, Any]) -> Task:
-        return self.source.select(seed, self.np_random, options)
-
     def _start(self, task: Task) -> None:
         if not isinstance(task.payload, CodeInstance) or "image" not in task.payload.extra:
             raise ConfigError(f"task {task.id} is not an accepted code task (no instance image)")

@@ -40,9 +40,6 @@ class GeneralEnv(ToolEnv):
         self.source = TaskSource("general", task=task, task_id=task_id, dataset=dataset, db=db)
         self.episode: Episode | None = None
 
-    def _select_task(self, seed: int | None, options: dict[str, Any]) -> Task:
-        return self.source.select(seed, self.np_random, options)
-
     def _start(self, task: Task) -> None:
         if not isinstance(task.payload, GeneralTask):
             raise ConfigError(f"task {task.id} has no general payload")

@@ -46,9 +46,6 @@ class InterpreterEnv(AnswerEnv):
         self.isolation = isolation
         self.session: KernelSession | None = None
 
-    def _select_task(self, seed: int | None, options: dict[str, Any]) -> Task:
-        return self.source.select(seed, self.np_random, options)
-
     def _start(self, task: Task) -> None:
         if not isinstance(task.payload, InterpreterProblem):
             raise ConfigError(f"task {task.id} has no interpreter payload")

@@ -46,9 +46,6 @@ class SearchEnv(AnswerEnv):
         self.index: SearchIndex | None = None
         self.opened: set[str] = set()
 
-    def _select_task(self, seed: int | None, options: dict[str, Any]) -> Task:
-        return self.source.select(seed, self.np_random, options)
-
     def _start(self, task: Task) -> None:
         if not isinstance(task.payload, SearchQA) or "corpus" not in task.payload.extra:
             raise ConfigError(f"task {task.id} is not a search task with a corpus")

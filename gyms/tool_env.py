@@ -6,7 +6,8 @@ An action is one assistant message: text in the chat template, an OpenAI-format 
 and the system prompt come in the reset `info`. Reward comes at the end from the task's
 verifier, which runs outside the agent's reach; components and `infra_error` go in `info`.
 
-Subclasses say how to load a task and how to run its tools; this class owns the loop.
+Subclasses set `source` (where their tasks come from) and say how to start a task and how to
+run its tools; this class owns the loop.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from envsynth.chat_template import ChatFormatError, parse_assistant
 from envsynth.errors import ConfigError, ToolError
 from envsynth.schema import Message, Task, ToolCall, Verdict
 from gyms.spaces import UnicodeText
+from gyms.task_source import TaskSource
 
 log = logging.getLogger(__name__)
 Action = str | dict[str, Any] | Message
@@ -75,6 +77,7 @@ class ToolEnv(gym.Env[str, Action]):
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
+    source: TaskSource  # set by each subclass: where its tasks come from
 
     def __init__(self, max_turns: int = 30, render_mode: str | None = None):
         if render_mode not in (None, "ansi"):
@@ -91,7 +94,8 @@ class ToolEnv(gym.Env[str, Action]):
 
     # ---- for subclasses ---------------------------------------------------------------
     def _select_task(self, seed: int | None, options: dict[str, Any]) -> Task:
-        raise NotImplementedError
+        """The episode's task: from the subclass's `source` (see `TaskSource.select`)."""
+        return self.source.select(seed, self.np_random, options)
 
     def _start(self, task: Task) -> None:
         """Set up the episode's private state for `task`."""

@@ -30,7 +30,8 @@ from rich.table import Table
 from envsynth.rollout import EpisodeSpec, rollout
 
 
-def _model() -> tuple[Any, str]:
+def bench_model() -> tuple[Any, str]:
+    """The bundled model and its label, else a fresh one of the same shapes (same cost)."""
     from model.args import ModelArgs
     from model.policy import WEIGHTS, available
     from model.training.checkpoint import load_checkpoint
@@ -88,7 +89,7 @@ def measure(
     from model.agent import ModelPolicy
     from model.policy import DEFAULT_CONTEXT
 
-    model, name = _model()
+    model, name = bench_model()
     chosen = _tasks(tasks, seed)
     specs = [
         EpisodeSpec({"task": t, "max_turns": turns}, seed=seed + s, sample=s)

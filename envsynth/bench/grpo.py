@@ -20,12 +20,12 @@ from rich.table import Table
 def measure(
     sequences: int = 24, tokens: int = 48, prompt: int = 896, repeats: int = 2
 ) -> dict[str, Any]:
-    from envsynth.bench.generation import _model
+    from envsynth.bench.generation import bench_model
     from model.generate import generate
     from model.sampling import SamplingConfig
     from model.training.grpo import GRPOConfig, SampledSequence, grpo_loss
 
-    model, label = _model()
+    model, label = bench_model()
     rng = random.Random(0)
     prompts = [
         [rng.randrange(32, 127) for _ in range(prompt - rng.randrange(0, max(prompt // 4, 1)))]
